@@ -1,0 +1,1 @@
+"""Simulated tasks used in the book (gymnasium environments)."""
