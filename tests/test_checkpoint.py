@@ -1,0 +1,118 @@
+"""Checkpoints: round trip, atomic writes, clear errors, and resumable training."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from tutorial_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tutorial_lib.training import TrainConfig, train
+
+
+@dataclasses.dataclass(frozen=True)
+class Cfg:
+    hidden: int = 8
+    n_steps: int = 40
+
+
+def make_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+
+
+def test_round_trip(tmp_path):
+    model = make_model()
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=model, step=3,
+                           history={"loss": [1.0, 0.5]})
+    ckpt = load_checkpoint(path, name="toy", config=Cfg())
+    other = make_model()
+    for p in other.parameters():
+        torch.nn.init.zeros_(p)
+    other.load_state_dict(ckpt["model_state"])
+    for a, b in zip(model.parameters(), other.parameters()):
+        torch.testing.assert_close(a, b)
+    assert ckpt["step"] == 3 and ckpt["history"]["loss"] == [1.0, 0.5] and ckpt["config"] == {"hidden": 8, "n_steps": 40}
+    assert not list(tmp_path.glob("*.tmp")), "no temporary file may be left behind"
+
+
+def test_missing_file_error_names_path_and_hint(tmp_path):
+    with pytest.raises(CheckpointError, match=r"not found: .*nope\.pt\nrun this"):
+        load_checkpoint(tmp_path / "nope.pt", hint="run this")
+
+
+def test_corrupt_file_error(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+    path.write_bytes(b"hello")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_foreign_torch_file_and_wrong_recipe(tmp_path):
+    torch.save({"a": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a tutorial_lib checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model())
+    with pytest.raises(CheckpointError, match="made by recipe 'toy', expected 'other'"):
+        load_checkpoint(path, name="other")
+
+
+def test_config_mismatch_names_the_field(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(hidden=8), model=make_model())
+    with pytest.raises(CheckpointError, match="hidden: checkpoint has 8, expected 16"):
+        load_checkpoint(path, config=Cfg(hidden=16))
+    load_checkpoint(path, config=Cfg(hidden=8, n_steps=99), ignore=("n_steps",))
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model(), step=1)
+
+    def broken_save(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, name="toy", config=Cfg(), model=make_model(), step=2)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def _fit(n_steps, path, interrupt_at=None):
+    target = torch.tensor([[1.0, -1.0]])
+    calls = {"n": 0}
+
+    def sample(batch_size, g):
+        calls["n"] += 1
+        if interrupt_at is not None and calls["n"] > interrupt_at:
+            raise KeyboardInterrupt
+        return torch.randn(batch_size, 2, generator=g)
+
+    loss = lambda m, x, g: ((m(x) - target - 0.1 * torch.randn(x.shape, generator=g)) ** 2).mean()
+    cfg = TrainConfig(n_steps=n_steps, batch_size=16, lr=1e-2, log_every=5, checkpoint_every=1000)
+    return train(make_model(), loss, sample, cfg, name="toy", recipe_config=Cfg(n_steps=n_steps),
+                 checkpoint_path=path, device="cpu", progress=False)
+
+
+def test_interrupted_training_resumes_to_the_same_result(tmp_path):
+    straight = _fit(40, tmp_path / "a.pt")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(40, tmp_path / "b.pt", interrupt_at=17)
+    assert load_checkpoint(tmp_path / "b.pt")["step"] == 17
+    resumed = _fit(40, tmp_path / "b.pt")
+    assert resumed.resumed_from == 17 and resumed.step == 40
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(straight.ema_model.parameters(), resumed.ema_model.parameters()):
+        torch.testing.assert_close(a, b)
+    assert straight.history["loss"] == pytest.approx(resumed.history["loss"])
+    assert straight.history["loss"][-1] < straight.history["loss"][0]
+
+
+def test_training_extends_a_finished_run(tmp_path):
+    _fit(20, tmp_path / "c.pt")
+    more = _fit(30, tmp_path / "c.pt")
+    assert more.resumed_from == 20 and more.step == 30 and more.history["step"][-1] == 30

@@ -1,0 +1,151 @@
+"""The forward process, the schedules, and the DDPM / DDIM samplers."""
+
+import math
+
+import pytest
+import torch
+
+from tutorial_lib.ddpm import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule, make_beta_schedule
+from tutorial_lib.metrics import energy_distance
+
+
+@pytest.mark.parametrize("name,T", [("linear", 50), ("linear", 1000), ("cosine", 10), ("cosine", 100), ("cosine", 1000)])
+def test_schedules_are_monotone_and_valid(name, T):
+    betas = make_beta_schedule(name, T)
+    d = GaussianDiffusion(betas)
+    assert betas.shape == (T,)
+    assert ((betas > 0) & (betas < 1)).all()
+    ac = d.alphas_cumprod
+    assert (ac[1:] < ac[:-1]).all(), "bar-alpha_t must strictly decrease"
+    assert ac[0] > 0.97 and ac[-1] < 0.01, "the process must start near the data and end near pure noise"
+
+
+def test_linear_schedule_matches_ho_et_al_at_T_1000():
+    betas = linear_beta_schedule(1000)
+    assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
+
+
+def test_cosine_schedule_follows_its_formula():
+    T, s = 100, 0.008
+    d = GaussianDiffusion(cosine_beta_schedule(T, s=s))
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+    for t in [0, 10, 50, 90]:
+        assert d.alphas_cumprod[t].item() == pytest.approx(f(t + 1) / f(0), rel=1e-4)
+
+
+def test_unknown_schedule_and_too_short_linear_chain_are_named():
+    with pytest.raises(ValueError, match="unknown beta schedule 'quadratic'"):
+        make_beta_schedule("quadratic", 10)
+    with pytest.raises(ValueError, match="linear schedule needs n_diffusion_steps > 20"):
+        make_beta_schedule("linear", 10)
+
+
+@pytest.mark.parametrize("t", [0, 250, 999])
+def test_q_sample_marginal_mean_and_variance(t):
+    d = GaussianDiffusion(linear_beta_schedule(1000))
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.full((200_000, 1), 1.5)
+    xt = d.q_sample(x0, torch.full((200_000,), t), generator=g)
+    abar = d.alphas_cumprod[t].item()
+    assert xt.mean().item() == pytest.approx(math.sqrt(abar) * 1.5, abs=0.01)
+    assert xt.var().item() == pytest.approx(1 - abar, abs=0.01 * max(1 - abar, 0.01) + 1e-4)
+
+
+def test_posterior_matches_bayes_rule_numerically():
+    # q(x_{t-1} | x_t, x_0) for scalars: check mean and variance by conditioning a joint Gaussian.
+    d = GaussianDiffusion(cosine_beta_schedule(50))
+    t, x0, xt = 20, 0.7, -0.3
+    a_prev, alpha = d.alphas_cumprod_prev[t].item(), d.alphas[t].item()
+    # x_{t-1} = sqrt(a_prev) x0 + sqrt(1 - a_prev) e1 ;  x_t = sqrt(alpha) x_{t-1} + sqrt(1 - alpha) e2
+    var_prev, cov = 1 - a_prev, math.sqrt(alpha) * (1 - a_prev)
+    var_t = alpha * var_prev + (1 - alpha)
+    mean = math.sqrt(a_prev) * x0 + cov / var_t * (xt - math.sqrt(alpha * a_prev) * x0)
+    var = var_prev - cov ** 2 / var_t
+    got = d.posterior_mean_coef1[t].item() * x0 + d.posterior_mean_coef2[t].item() * xt
+    assert got == pytest.approx(mean, rel=1e-4)
+    assert d.posterior_variance[t].item() == pytest.approx(var, rel=1e-4)
+
+
+class GaussianEps(torch.nn.Module):
+    """The exact noise predictor for data ~ N(m, s^2): eps*(x_t, t) = E[eps | x_t]."""
+
+    def __init__(self, diffusion, m=1.0, s=0.5):
+        super().__init__()
+        self.d, self.m, self.s = diffusion, m, s
+
+    def forward(self, x, t):
+        a = self.d.alphas_cumprod[t][:, None]
+        var_t = a * self.s ** 2 + (1 - a)
+        return (1 - a).sqrt() * (x - a.sqrt() * self.m) / var_t
+
+
+def test_ddpm_with_exact_denoiser_recovers_the_gaussian():
+    d = GaussianDiffusion(linear_beta_schedule(200))
+    g = torch.Generator().manual_seed(1)
+    x = d.p_sample_loop(GaussianEps(d), (20_000, 1), generator=g)
+    assert x.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert x.std().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_ddim_deterministic_with_exact_denoiser_converges_to_the_gaussian():
+    """Deterministic DDIM integrates the probability-flow ODE: exact in the limit of many steps,
+    and with few steps it shrinks the spread (the first jumps from pure noise land near the mean)."""
+    d = GaussianDiffusion(cosine_beta_schedule(200))
+    std_error = {}
+    for n_steps in [5, 20, 200]:
+        x = d.ddim_sample_loop(GaussianEps(d), (20_000, 1), n_steps=n_steps, eta=0.0,
+                               generator=torch.Generator().manual_seed(2))
+        assert x.mean().item() == pytest.approx(1.0, abs=0.03)
+        std_error[n_steps] = abs(x.std().item() - 0.5)
+    assert std_error[200] < 0.02
+    assert std_error[200] < std_error[20] < std_error[5]
+
+
+def test_ddim_eta1_all_steps_equals_ddpm():
+    """DDIM with eta = 1 and every step is DDPM: same noise in, same samples out."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
+    model = lambda x, t: 0.3 * net(torch.cat([x, t[:, None].float() / 50], dim=1))
+    d = GaussianDiffusion(linear_beta_schedule(50))
+    x_ddpm = d.p_sample_loop(model, (500, 2), generator=torch.Generator().manual_seed(3))
+    x_ddim = d.ddim_sample_loop(model, (500, 2), n_steps=50, eta=1.0, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(x_ddim, x_ddpm, atol=1e-4, rtol=1e-4)
+
+
+def test_ddim_eta1_all_steps_agrees_in_distribution_with_ddpm():
+    d = GaussianDiffusion(linear_beta_schedule(100))
+    model = GaussianEps(d)
+    x_ddpm = d.p_sample_loop(model, (3000, 1), generator=torch.Generator().manual_seed(5))
+    x_ddim = d.ddim_sample_loop(model, (3000, 1), n_steps=100, eta=1.0, generator=torch.Generator().manual_seed(6))
+    wrong = 1.0 + 0.6 * torch.randn(3000, 1, generator=torch.Generator().manual_seed(7))
+    assert energy_distance(x_ddim, x_ddpm) < 0.005 < energy_distance(wrong, x_ddpm)
+
+
+def test_ddim_timesteps_trailing_spacing():
+    d = GaussianDiffusion(linear_beta_schedule(1000))
+    assert d.ddim_timesteps(10) == [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
+    assert d.ddim_timesteps(1000) == list(range(999, -1, -1))
+    with pytest.raises(ValueError, match="n_steps must be in"):
+        d.ddim_timesteps(0)
+
+
+def test_x0_prediction_roundtrip():
+    d = GaussianDiffusion(cosine_beta_schedule(100), prediction="x0")
+    x0 = torch.randn(8, 3)
+    t = torch.arange(8) * 12
+    noise = torch.randn(8, 3)
+    xt = d.q_sample(x0, t, noise)
+    eps, x0_hat = d.predict_eps_x0(lambda x, tt: x0, xt, t)
+    torch.testing.assert_close(x0_hat, x0)
+    torch.testing.assert_close(eps, noise, atol=1e-3, rtol=1e-3)
+
+
+def test_training_loss_is_zero_for_the_true_noise():
+    d = GaussianDiffusion(linear_beta_schedule(100))
+    x0 = torch.randn(64, 2)
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    t = d.sample_timesteps(64, g2)
+    noise = torch.randn(x0.shape, generator=g2)
+    oracle = lambda xt, tt: noise
+    assert d.training_loss(oracle, x0, g1).item() == pytest.approx(0.0, abs=1e-10)
+    assert d.training_loss(lambda xt, tt: torch.zeros_like(xt), x0, g1).item() > 0.5

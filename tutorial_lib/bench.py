@@ -1,0 +1,76 @@
+"""Benchmarks: ``python -m tutorial_lib.bench SUITE`` prints progress, then one JSON line.
+
+Suites:
+    recap   Chapter 1: Langevin mode weights, DDPM/DDIM sample quality and sampling time.
+
+``--quick`` runs a much smaller version (for tests); its numbers are not the benchmark's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+__all__ = ["run_recap", "SUITES", "main"]
+
+
+def _log(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+def run_recap(quick: bool = False, device=None) -> dict:
+    """Chapter 1's claims, measured.
+
+    - ``langevin_mode_weight_error`` / ``annealed_mode_weight_error``: total variation between
+      the weights (0.2, 0.8) of Song & Ermon's mixture and the share of 5000 particles in each mode.
+    - ``ddpm_quality_ratio``, ``ddim{50,10,5}_quality_ratio``: energy distance of 2000 samples to
+      held-out data, divided by that of 2000 fresh data points (1 = as good as fresh data).
+    - ``sample_ms_ddpm``, ``sample_ms_ddim10``: median time to draw 1000 samples on the CPU.
+    """
+    from .evaluation import langevin_mode_experiment, sampler_table
+    from .recipes import RecapDDPMConfig, diffusion_from_config
+    from .train import load_pretrained
+
+    result: dict = {"suite": "recap", "quick": quick, "torch_threads": torch.get_num_threads()}
+    _log("Langevin vs annealed Langevin on 0.2 N((-5,-5), I) + 0.8 N((5,5), I)")
+    overrides = dict(n_particles=500, n_steps=200, n_steps_each=20) if quick else {}
+    lang = langevin_mode_experiment(seed=0, **overrides)
+    result["langevin_mode_weight_error"] = round(lang["plain_error"], 4)
+    result["annealed_mode_weight_error"] = round(lang["annealed_error"], 4)
+    _log(f"  plain {lang['plain_error']:.3f}, annealed {lang['annealed_error']:.3f}")
+
+    _log("DDPM / DDIM on the swiss roll (shipped checkpoint recap-ddpm)")
+    model, ckpt = load_pretrained("recap-ddpm", device=device or "cpu")
+    diffusion = diffusion_from_config(RecapDDPMConfig(**ckpt["config"])).to(next(model.parameters()).device)
+    samplers = (("DDPM", None), ("DDIM", 10)) if quick else (("DDPM", None), ("DDIM", 50), ("DDIM", 10), ("DDIM", 5))
+    rows = sampler_table(model, diffusion, samplers=samplers, n=300 if quick else 2000,
+                         n_timing=100 if quick else 1000, timing_repeats=1 if quick else 3)
+    for row in rows:
+        key = "ddpm" if row["sampler"] == "DDPM" else f"ddim{row['steps']}"
+        result[f"{key}_quality_ratio"] = round(row["quality_ratio"], 3)
+        result[f"sample_ms_{key}"] = round(row["ms"], 1)
+        _log(f"  {key}: quality ratio {row['quality_ratio']:.3f}, {row['ms']:.1f} ms")
+    return result
+
+
+SUITES = {"recap": run_recap}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tutorial_lib.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=sorted(SUITES))
+    parser.add_argument("--quick", action="store_true", help="a small, fast version for tests")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    result = SUITES[args.suite](quick=args.quick)
+    result["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Denoising diffusion: the forward process, DDPM ancestral sampling and DDIM.
+
+Notation follows Ho et al. (2020): ``beta_t`` the noise added at step t, ``alpha_t = 1 - beta_t``,
+``alphas_cumprod[t] = prod_{s<=t} alpha_s`` (written bar-alpha_t), steps ``t = 0 .. T-1``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule", "GaussianDiffusion"]
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def linear_beta_schedule(n_diffusion_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """``beta_t`` rising linearly (Ho et al. 2020), rescaled so any T spans the same noise range.
+
+    With T = 1000 this is exactly ``linspace(1e-4, 0.02, 1000)``. Returns ``(T,)`` float64.
+    """
+    scale = 1000.0 / n_diffusion_steps
+    if scale * beta_end >= 1:
+        raise ValueError(f"the linear schedule needs n_diffusion_steps > {int(1000 * beta_end)} "
+                         f"(beta_end is rescaled by 1000 / T), got {n_diffusion_steps}; use 'cosine' for short chains")
+    return torch.linspace(scale * beta_start, scale * beta_end, n_diffusion_steps, dtype=torch.float64)
+
+
+def cosine_beta_schedule(n_diffusion_steps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """``bar-alpha_t = f(t) / f(0)``, ``f(t) = cos^2(((t/T + s) / (1 + s)) pi / 2)`` (Nichol & Dhariwal 2021).
+
+    ``beta_t = 1 - bar-alpha_t / bar-alpha_{t-1}``, clipped at ``max_beta``. Returns ``(T,)`` float64.
+    """
+    steps = torch.arange(n_diffusion_steps + 1, dtype=torch.float64) / n_diffusion_steps
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    alphas_cumprod = f / f[0]
+    betas = 1 - alphas_cumprod[1:] / alphas_cumprod[:-1]
+    return betas.clamp(max=max_beta)
+
+
+def make_beta_schedule(name: str, n_diffusion_steps: int) -> torch.Tensor:
+    """``"linear"`` or ``"cosine"`` schedule of length ``n_diffusion_steps``."""
+    if n_diffusion_steps < 1:
+        raise ValueError(f"n_diffusion_steps must be >= 1, got {n_diffusion_steps}")
+    schedules = {"linear": linear_beta_schedule, "cosine": cosine_beta_schedule}
+    if name not in schedules:
+        raise ValueError(f"unknown beta schedule {name!r}; choose one of {sorted(schedules)}")
+    return schedules[name](n_diffusion_steps)
+
+
+def _extract(a: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Gather ``a[t]`` per sample and reshape to ``(B, 1, ..., 1)`` for broadcasting."""
+    return a[t].reshape(t.shape[0], *([1] * (ndim - 1)))
+
+
+class GaussianDiffusion:
+    """The forward process ``q``, the training loss and the samplers of a diffusion model.
+
+    Args:
+        betas: ``(T,)`` noise schedule.
+        prediction: what the network predicts, ``"epsilon"`` (the noise, Ho et al. 2020) or
+            ``"x0"`` (the clean sample, as Diffuser does).
+        clip_denoised: clamp predicted clean samples to ``[-clip_denoised, clip_denoised]``
+            (``None``: no clamping). Useful when data are scaled to [-1, 1].
+    """
+
+    def __init__(self, betas: torch.Tensor, prediction: str = "epsilon", clip_denoised: float | None = None):
+        if prediction not in ("epsilon", "x0"):
+            raise ValueError(f"prediction must be 'epsilon' or 'x0', got {prediction!r}")
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.ndim != 1 or (betas <= 0).any() or (betas >= 1).any():
+            raise ValueError("betas must be a 1-D tensor with every value in (0, 1)")
+        self.prediction, self.clip_denoised = prediction, clip_denoised
+        self.n_diffusion_steps = len(betas)
+        alphas = 1.0 - betas
+        alphas_cumprod = torch.cumprod(alphas, 0)
+        alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
+        # q(x_{t-1} | x_t, x_0) = N(coef1 x_0 + coef2 x_t, posterior_variance)   (Ho et al., eq. 7)
+        posterior_variance = betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)
+        tensors = dict(
+            betas=betas, alphas=alphas, alphas_cumprod=alphas_cumprod, alphas_cumprod_prev=alphas_cumprod_prev,
+            sqrt_alphas_cumprod=alphas_cumprod.sqrt(),                      # sqrt(bar-alpha_t)
+            sqrt_one_minus_alphas_cumprod=(1 - alphas_cumprod).sqrt(),      # sqrt(1 - bar-alpha_t)
+            posterior_variance=posterior_variance,
+            posterior_mean_coef1=betas * alphas_cumprod_prev.sqrt() / (1 - alphas_cumprod),
+            posterior_mean_coef2=(1 - alphas_cumprod_prev) * alphas.sqrt() / (1 - alphas_cumprod),
+        )
+        for k, v in tensors.items():
+            setattr(self, k, v.float())
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> "GaussianDiffusion":
+        """Move the schedule's tensors to ``device`` (in place); returns self."""
+        self.device = torch.device(device)
+        for k, v in list(vars(self).items()):
+            if isinstance(v, torch.Tensor):
+                setattr(self, k, v.to(self.device))
+        return self
+
+    # ----- forward process -------------------------------------------------------------------
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``x_t ~ q(x_t | x_0) = N(sqrt(bar-alpha_t) x_0, (1 - bar-alpha_t) I)``.
+
+        Shapes: x0 ``(B, ...)``, t ``(B,)`` long  ->  ``(B, ...)``.
+        """
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        return (_extract(self.sqrt_alphas_cumprod, t, x0.ndim) * x0
+                + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.ndim) * noise)
+
+    def sample_timesteps(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Uniform random steps ``t ~ U{0, ..., T-1}``. Returns ``(B,)`` long."""
+        return torch.randint(0, self.n_diffusion_steps, (batch_size,), generator=generator, device=self.device)
+
+    def training_loss(self, model: Denoiser, x0: torch.Tensor, generator: torch.Generator | None = None,
+                      condition: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The simple loss ``E_{t, x_0, eps} || target - model(x_t, t) ||^2`` (Ho et al., Algorithm 1).
+
+        ``target`` is ``eps`` or ``x_0`` depending on ``prediction``. ``condition``, if given, is
+        applied to ``x_t`` before the network sees it (inpainting of known entries).
+        """
+        t = self.sample_timesteps(x0.shape[0], generator)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+        x_t = self.q_sample(x0, t, noise)
+        if condition is not None:
+            x_t = condition(x_t)
+        target = noise if self.prediction == "epsilon" else x0
+        return F.mse_loss(model(x_t, t), target)
+
+    # ----- reverse process -------------------------------------------------------------------
+    def predict_eps_x0(self, model: Denoiser, x_t: torch.Tensor, t: torch.Tensor):
+        """The network's estimates of the noise and of the clean sample at ``(x_t, t)``.
+
+        ``x_0 = (x_t - sqrt(1 - bar-alpha_t) eps) / sqrt(bar-alpha_t)`` links the two.
+        """
+        out = model(x_t, t)
+        a, b = _extract(self.sqrt_alphas_cumprod, t, x_t.ndim), _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.ndim)
+        if self.prediction == "epsilon":
+            eps, x0 = out, (x_t - b * out) / a
+        else:
+            eps, x0 = (x_t - a * out) / b, out
+        if self.clip_denoised is not None:
+            x0 = x0.clamp(-self.clip_denoised, self.clip_denoised)
+            eps = (x_t - a * x0) / b
+        return eps, x0
+
+    def p_mean_variance(self, model: Denoiser, x_t: torch.Tensor, t: torch.Tensor):
+        """Mean and variance of ``p(x_{t-1} | x_t) = q(x_{t-1} | x_t, x_0 = x0_hat(x_t, t))``."""
+        _, x0 = self.predict_eps_x0(model, x_t, t)
+        mean = (_extract(self.posterior_mean_coef1, t, x_t.ndim) * x0
+                + _extract(self.posterior_mean_coef2, t, x_t.ndim) * x_t)
+        return mean, _extract(self.posterior_variance, t, x_t.ndim), x0
+
+    @torch.no_grad()
+    def p_sample(self, model: Denoiser, x_t: torch.Tensor, t: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """One ancestral step ``x_{t-1} = mu(x_t, t) + sigma_t z`` (no noise at t = 0)."""
+        tt = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
+        mean, var, _ = self.p_mean_variance(model, x_t, tt)
+        if t == 0:
+            return mean
+        return mean + var.sqrt() * torch.randn(x_t.shape, generator=generator, device=x_t.device)
+
+    @torch.no_grad()
+    def p_sample_loop(self, model: Denoiser, shape: tuple, generator: torch.Generator | None = None,
+                      x_T: torch.Tensor | None = None, return_trajectory: bool = False):
+        """DDPM sampling (Ho et al., Algorithm 2): ``x_T ~ N(0, I)``, then T ancestral steps.
+
+        Returns ``(B, ...)`` samples, or ``(T + 1, B, ...)`` from ``x_T`` to ``x_0`` with
+        ``return_trajectory``.
+        """
+        x = torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T
+        traj = [x]
+        for t in reversed(range(self.n_diffusion_steps)):
+            x = self.p_sample(model, x, t, generator)
+            if return_trajectory:
+                traj.append(x)
+        return torch.stack(traj) if return_trajectory else x
+
+    def ddim_timesteps(self, n_steps: int) -> list[int]:
+        """``n_steps`` evenly spaced steps ending at ``T - 1`` ("trailing" spacing), descending.
+
+        E.g. T = 1000, 10 steps: 999, 899, ..., 99. With ``n_steps = T`` every step is visited.
+        """
+        if not 1 <= n_steps <= self.n_diffusion_steps:
+            raise ValueError(f"n_steps must be in [1, {self.n_diffusion_steps}], got {n_steps}")
+        ratio = self.n_diffusion_steps / n_steps
+        return [int(round(ratio * k)) - 1 for k in range(n_steps, 0, -1)]
+
+    @torch.no_grad()
+    def ddim_sample_loop(self, model: Denoiser, shape: tuple, n_steps: int, eta: float = 0.0,
+                         generator: torch.Generator | None = None, x_T: torch.Tensor | None = None,
+                         return_trajectory: bool = False):
+        """DDIM sampling (Song, Meng & Ermon 2021, eq. 12) on a subsequence of ``n_steps`` steps.
+
+        With ``s`` the next (smaller) step, ``bar-alpha_{-1} = 1``::
+
+            x_s = sqrt(bar-alpha_s) x0_hat + sqrt(1 - bar-alpha_s - sigma^2) eps_hat + sigma z,
+            sigma = eta sqrt((1 - bar-alpha_s) / (1 - bar-alpha_t)) sqrt(1 - bar-alpha_t / bar-alpha_s).
+
+        ``eta = 0`` is deterministic; ``eta = 1`` with every step is exactly DDPM.
+        Returns ``(B, ...)``, or ``(n_steps + 1, B, ...)`` with ``return_trajectory``.
+        """
+        x = torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T
+        steps = self.ddim_timesteps(n_steps)
+        traj = [x]
+        for i, t in enumerate(steps):
+            s = steps[i + 1] if i + 1 < len(steps) else -1
+            tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+            eps, x0 = self.predict_eps_x0(model, x, tt)
+            a_t = self.alphas_cumprod[t]
+            a_s = self.alphas_cumprod[s] if s >= 0 else torch.ones((), device=x.device)
+            sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
+            x = a_s.sqrt() * x0 + (1 - a_s - sigma ** 2).clamp(min=0).sqrt() * eps
+            if eta > 0 and s >= 0:
+                x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device)
+            if return_trajectory:
+                traj.append(x)
+        return torch.stack(traj) if return_trajectory else x

@@ -1,0 +1,83 @@
+"""The measured experiments of Chapter 1, shared by its notebooks and ``python -m tutorial_lib.bench recap``.
+
+Keeping them here means the website's numbers and the benchmark's are the same computation.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .ddpm import GaussianDiffusion
+from .langevin import annealed_langevin_dynamics, geometric_sigmas, langevin_dynamics
+from .metrics import energy_distance
+from .toy_data import GaussianMixture, song_ermon_mixture, swiss_roll
+
+__all__ = ["LANGEVIN_SETTINGS", "langevin_mode_experiment", "swiss_roll_eval_sets", "sampler_table"]
+
+# The Langevin experiment: particles start uniformly in [-8, 8]^2 (so half start in each basin).
+LANGEVIN_SETTINGS = dict(n_particles=5000, box=8.0, step_size=0.1, n_steps=1000,
+                         sigma_max=10.0, sigma_min=0.1, n_sigmas=10, annealed_step_size=1e-3, n_steps_each=100)
+
+
+def langevin_mode_experiment(seed: int = 0, mixture: GaussianMixture | None = None, **overrides) -> dict:
+    """Run plain and annealed Langevin dynamics from the same uniform start on a mixture.
+
+    Returns the final particles and the total-variation error between the mixture weights and
+    the share of particles in each mode, for both samplers.
+    """
+    s = {**LANGEVIN_SETTINGS, **overrides}
+    gm = mixture if mixture is not None else song_ermon_mixture()
+    g = torch.Generator().manual_seed(seed)
+    x0 = (torch.rand(s["n_particles"], 2, generator=g) * 2 - 1) * s["box"]
+    plain = langevin_dynamics(gm.score, x0, s["step_size"], s["n_steps"], generator=g)
+    sigmas = geometric_sigmas(s["sigma_max"], s["sigma_min"], s["n_sigmas"])
+    annealed = annealed_langevin_dynamics(lambda x, sigma: gm.noised(sigma).score(x), x0, sigmas,
+                                          s["annealed_step_size"], s["n_steps_each"], generator=g)
+    return {"x0": x0, "plain": plain, "annealed": annealed,
+            "plain_error": gm.mode_weight_error(plain), "annealed_error": gm.mode_weight_error(annealed),
+            "plain_shares": gm.mode_shares(plain).tolist(), "annealed_shares": gm.mode_shares(annealed).tolist()}
+
+
+def swiss_roll_eval_sets(n: int = 2000, noise: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out data and a second fresh sample ("reference") of the swiss roll, with fixed seeds
+    distinct from the training set's."""
+    return (swiss_roll(n, torch.Generator().manual_seed(10_001), noise),
+            swiss_roll(n, torch.Generator().manual_seed(10_002), noise))
+
+
+def _timed(fn, repeats: int):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, sorted(times)[len(times) // 2]
+
+
+@torch.no_grad()
+def sampler_table(model, diffusion: GaussianDiffusion, samplers=(("DDPM", None), ("DDIM", 50), ("DDIM", 10), ("DDIM", 5)),
+                  n: int = 2000, seed: int = 0, n_timing: int = 1000, timing_repeats: int = 3) -> list[dict]:
+    """Sample quality and speed of DDPM (all steps) and DDIM (eta = 0) with few steps.
+
+    Quality: ``ED(samples, heldout) / ED(reference, heldout)`` with ``n`` points each (1 = as good
+    as fresh data). Speed: median wall time to draw ``n_timing`` samples on the model's device.
+    Returns one dict per sampler: ``sampler``, ``steps``, ``quality_ratio``, ``ms``, ``samples``.
+    """
+    heldout, reference = swiss_roll_eval_sets(n)
+    baseline = energy_distance(reference, heldout)
+    device = next(model.parameters()).device
+    rows = []
+    for name, steps in samplers:
+        def draw(count, gen):
+            if steps is None:
+                return diffusion.p_sample_loop(model, (count, 2), generator=gen)
+            return diffusion.ddim_sample_loop(model, (count, 2), n_steps=steps, eta=0.0, generator=gen)
+
+        samples = draw(n, torch.Generator(device=device).manual_seed(seed)).cpu()
+        _, seconds = _timed(lambda: draw(n_timing, torch.Generator(device=device).manual_seed(seed + 1)), timing_repeats)
+        rows.append({"sampler": name, "steps": steps or diffusion.n_diffusion_steps,
+                     "quality_ratio": energy_distance(samples, heldout) / baseline,
+                     "ms": 1000 * seconds, "samples": samples})
+    return rows

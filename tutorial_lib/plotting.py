@@ -1,0 +1,127 @@
+"""Figures and animations in one style: densities, score fields, particles, training curves.
+
+Animations are matplotlib ``FuncAnimation`` objects: :func:`show_animation` embeds one in a
+notebook (and so on the website) as JavaScript-driven HTML ("jshtml"), :func:`save_gif`
+exports it as a GIF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import animation
+
+__all__ = ["set_style", "grid_points", "plot_density", "plot_score_field", "plot_training_curve",
+           "animate_points", "show_animation", "save_gif", "COLORS"]
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+
+def set_style() -> None:
+    """The book's matplotlib defaults: compact figures, light grid, readable fonts."""
+    matplotlib.rcParams.update({
+        "figure.figsize": (6.0, 4.0), "figure.dpi": 90, "savefig.dpi": 90,
+        "axes.grid": True, "grid.alpha": 0.25, "axes.spines.top": False, "axes.spines.right": False,
+        "font.size": 10, "axes.titlesize": 11, "legend.frameon": False,
+        "animation.embed_limit": 40.0, "image.cmap": "viridis",
+    })
+
+
+def grid_points(lim: float | Sequence[float], n: int = 100) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """A square grid over ``[-lim, lim]^2`` (or ``[x0, x1] x [y0, y1]``): ``(n*n, 2)`` points and the mesh."""
+    x0, x1, y0, y1 = (-lim, lim, -lim, lim) if np.isscalar(lim) else lim
+    xs, ys = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
+    pts = torch.tensor(np.stack([xs.ravel(), ys.ravel()], axis=1), dtype=torch.float32)
+    return pts, xs, ys
+
+
+def plot_density(ax, log_prob: Callable[[torch.Tensor], torch.Tensor], lim=6.0, n: int = 150, cmap="Blues"):
+    """Filled contours of ``exp(log_prob)`` on a grid."""
+    pts, xs, ys = grid_points(lim, n)
+    with torch.no_grad():
+        dens = log_prob(pts).exp().reshape(xs.shape).numpy()
+    ax.contourf(xs, ys, dens, levels=20, cmap=cmap)
+    ax.set_aspect("equal")
+    return ax
+
+
+def plot_score_field(ax, score: Callable[[torch.Tensor], torch.Tensor], lim=6.0, n: int = 21,
+                     normalize: bool = True, color="k", **kwargs):
+    """Arrows of a 2D vector field ``score(points)`` on a grid.
+
+    ``normalize`` rescales arrow lengths to ``log(1 + |v|)``, so that both the weak field between
+    modes and the strong field far from the data stay visible.
+    """
+    pts, xs, ys = grid_points(lim, n)
+    with torch.no_grad():
+        v = score(pts).numpy()
+    if normalize:
+        norm = np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
+        v = v / norm * np.log1p(norm) / np.log1p(norm).max()
+    ax.quiver(xs, ys, v[:, 0].reshape(xs.shape), v[:, 1].reshape(xs.shape), color=color,
+              angles="xy", **kwargs)
+    ax.set_aspect("equal")
+    return ax
+
+
+def plot_training_curve(history: dict, ax=None, label: str | None = None, logy: bool = True):
+    """Loss against optimisation step from a checkpoint's ``history``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(history["step"], history["loss"], label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if logy:
+        ax.set_yscale("log")
+    if label:
+        ax.legend()
+    return ax
+
+
+def animate_points(frames: np.ndarray | torch.Tensor, lim=6.0, background: Callable | None = None,
+                   titles: Sequence[str] | None = None, interval: int = 120, size: float = 3.0,
+                   color: str = COLORS[0], figsize=(4.2, 4.2)) -> animation.FuncAnimation:
+    """Animate point clouds: ``frames`` is ``(F, N, 2)``; ``background(ax)`` draws the static scene."""
+    frames = np.asarray(frames.detach().cpu() if isinstance(frames, torch.Tensor) else frames)
+    if frames.ndim != 3 or frames.shape[-1] != 2:
+        raise ValueError(f"frames must have shape (F, N, 2), got {frames.shape}")
+    fig, ax = plt.subplots(figsize=figsize)
+    if background is not None:
+        background(ax)
+    x0, x1, y0, y1 = (-lim, lim, -lim, lim) if np.isscalar(lim) else lim
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    scat = ax.scatter(frames[0, :, 0], frames[0, :, 1], s=size, color=color, alpha=0.6, linewidths=0)
+    title = ax.set_title(titles[0] if titles else "")
+    fig.tight_layout()
+
+    def update(i):
+        scat.set_offsets(frames[i])
+        if titles:
+            title.set_text(titles[i])
+        return scat, title
+
+    return animation.FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
+
+
+def show_animation(anim: animation.FuncAnimation):
+    """Embed an animation in the notebook as jshtml (plays on the website too) and close its figure."""
+    from IPython.display import HTML
+
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(anim._fig)
+    return HTML(html)
+
+
+def save_gif(anim: animation.FuncAnimation, path: str | Path, fps: int = 10, dpi: int = 70) -> Path:
+    """Write an animation to a GIF with Pillow (no external programs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=dpi)
+    return path

@@ -1,0 +1,118 @@
+"""Two-dimensional data sets whose density (and so whose score) we know or can sample exactly."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["GaussianMixture", "song_ermon_mixture", "six_mode_mixture", "swiss_roll"]
+
+
+class GaussianMixture:
+    """A mixture ``p(x) = sum_k w_k N(x; mu_k, Sigma_k)`` with exact log-density and score.
+
+    The score is the responsibility-weighted pull towards each component's mean::
+
+        grad_x log p(x) = sum_k r_k(x) * (-Sigma_k^{-1} (x - mu_k)),
+        r_k(x) = w_k N(x; mu_k, Sigma_k) / p(x).
+
+    Adding Gaussian noise of scale sigma to a sample gives again a mixture, with covariances
+    ``Sigma_k + sigma^2 I`` (:meth:`noised`): this is why annealed Langevin dynamics can be run on
+    the exact noised scores in Chapter 1.
+
+    Args:
+        means: ``(K, D)`` component means.
+        covs: ``(K, D, D)`` covariances, or ``(K,)`` standard deviations of isotropic components.
+        weights: ``(K,)`` non-negative weights (normalised to sum to 1).
+    """
+
+    def __init__(self, means, covs, weights):
+        means = torch.as_tensor(means, dtype=torch.float32)
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (K, D), got {tuple(means.shape)}")
+        k, d = means.shape
+        covs = torch.as_tensor(covs, dtype=torch.float32)
+        if covs.shape == (k,):
+            covs = covs[:, None, None] ** 2 * torch.eye(d)
+        if covs.shape != (k, d, d):
+            raise ValueError(f"covs must have shape ({k},) or ({k}, {d}, {d}), got {tuple(covs.shape)}")
+        weights = torch.as_tensor(weights, dtype=torch.float32)
+        if weights.shape != (k,) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"weights must be {k} non-negative numbers with a positive sum, got {weights}")
+        self.means, self.covs, self.weights = means, covs, weights / weights.sum()
+        self._chol = torch.linalg.cholesky(covs)
+        self._prec = torch.cholesky_inverse(self._chol)
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def noised(self, sigma: float) -> "GaussianMixture":
+        """The law of ``x + sigma * eps``, ``eps ~ N(0, I)``: covariances grow by ``sigma^2 I``."""
+        return GaussianMixture(self.means, self.covs + sigma ** 2 * torch.eye(self.dim), self.weights)
+
+    def component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """``log w_k + log N(x; mu_k, Sigma_k)``. Shapes: x ``(N, D)`` -> ``(N, K)``."""
+        diff = x[:, None, :] - self.means[None]                       # (N, K, D)
+        maha = torch.einsum("nkd,kde,nke->nk", diff, self._prec, diff)
+        logdet = 2 * torch.log(torch.diagonal(self._chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
+        return torch.log(self.weights) - 0.5 * (maha + logdet + self.dim * math.log(2 * math.pi))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x)``. Shapes: x ``(N, D)`` -> ``(N,)``."""
+        return torch.logsumexp(self.component_log_probs(x), dim=1)
+
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior component probabilities ``r_k(x)``. Shapes: ``(N, D)`` -> ``(N, K)``."""
+        return torch.softmax(self.component_log_probs(x), dim=1)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """``grad_x log p(x)`` in closed form. Shapes: x ``(N, D)`` -> ``(N, D)``."""
+        r = self.responsibilities(x)                                  # (N, K)
+        pull = -torch.einsum("kde,nke->nkd", self._prec, x[:, None, :] - self.means[None])
+        return (r[..., None] * pull).sum(1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` samples. Returns ``(n, D)``."""
+        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, generator=generator)
+        return self.means[comp] + torch.einsum("nde,ne->nd", self._chol[comp], eps)
+
+    def mode_shares(self, x: torch.Tensor) -> torch.Tensor:
+        """Share of the points ``x`` whose most likely component is k. Returns ``(K,)``."""
+        comp = self.component_log_probs(x).argmax(dim=1)
+        return torch.bincount(comp, minlength=len(self.weights)).float() / len(x)
+
+    def mode_weight_error(self, x: torch.Tensor) -> float:
+        """Total variation ``0.5 sum_k |w_k - share_k|`` between the weights and the shares of ``x``."""
+        return 0.5 * (self.weights - self.mode_shares(x)).abs().sum().item()
+
+
+def song_ermon_mixture() -> GaussianMixture:
+    """``1/5 N((-5,-5), I) + 4/5 N((5,5), I)``: the example of Song & Ermon (2019), Sec. 3.2."""
+    return GaussianMixture(means=[[-5.0, -5.0], [5.0, 5.0]], covs=[1.0, 1.0], weights=[0.2, 0.8])
+
+
+def six_mode_mixture() -> GaussianMixture:
+    """Six anisotropic Gaussians of unequal weights on a ring of radius 3."""
+    angles = torch.arange(6) * (2 * math.pi / 6)
+    means = 3.0 * torch.stack([angles.cos(), angles.sin()], dim=1)
+    covs = []
+    for a in angles:  # elongated along the ring's tangent
+        rot = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        covs.append(rot @ torch.diag(torch.tensor([0.08, 0.35])) @ rot.T)
+    return GaussianMixture(means, torch.stack(covs), weights=[0.3, 0.1, 0.2, 0.1, 0.2, 0.1])
+
+
+def swiss_roll(n: int, generator: torch.Generator | None = None, noise: float = 0.03) -> torch.Tensor:
+    """Points on a 2D spiral, ``x = t (cos t, sin t) / 10`` with ``t ~ U(1.5 pi, 4.5 pi)``.
+
+    The data set of Sohl-Dickstein et al. (2015), scaled to about [-1.4, 1.4]^2, with
+    Gaussian jitter of standard deviation ``noise``. Returns ``(n, 2)``.
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
+    x = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / 10.0
+    return x + noise * torch.randn(n, 2, generator=generator)

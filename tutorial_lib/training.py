@@ -1,0 +1,180 @@
+"""One training loop for every model in the book: Adam, EMA weights, progress bar, resumable.
+
+The loop runs on the CPU or a GPU alike ("GPU training cells"): pass ``device=None`` to use the
+best device available. With a ``checkpoint_path`` it writes a checkpoint every
+``checkpoint_every`` steps and when interrupted (Ctrl-C), and a later call with the same path
+resumes where it stopped, restoring the model, the EMA weights, the optimizer, the history and
+the random generator, so an interrupted run ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .utils import get_device
+
+__all__ = ["TrainConfig", "TrainResult", "train", "update_ema"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every recipe.
+
+    Attributes:
+        n_steps: optimisation steps in total.
+        batch_size: samples per step.
+        lr: Adam learning rate.
+        ema_decay: decay of the exponential moving average of the weights,
+            ``ema <- decay * ema + (1 - decay) * weights`` after every step.
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+        log_every: steps averaged into one point of the loss history.
+        checkpoint_every: steps between checkpoints (when a path is given).
+        seed: seed of the generator that draws batches and noise.
+    """
+
+    n_steps: int = 10_000
+    batch_size: int = 256
+    lr: float = 1e-3
+    ema_decay: float = 0.999
+    grad_clip: float | None = 1.0
+    log_every: int = 50
+    checkpoint_every: int = 2_000
+    seed: int = 0
+
+    def __post_init__(self):
+        for field in ("n_steps", "batch_size", "log_every", "checkpoint_every"):
+            if int(getattr(self, field)) <= 0:
+                raise ValueError(f"TrainConfig.{field} must be positive, got {getattr(self, field)!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay!r}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained and EMA models, the step reached, the history."""
+
+    model: torch.nn.Module
+    ema_model: torch.nn.Module
+    step: int
+    history: dict
+    resumed_from: int = 0
+
+
+@torch.no_grad()
+def update_ema(ema_model: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``theta_ema <- decay * theta_ema + (1 - decay) * theta`` for every parameter and buffer."""
+    torch._foreach_lerp_(list(ema_model.parameters()), list(model.parameters()), 1.0 - decay)
+    for b_ema, b in zip(ema_model.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def train(model: torch.nn.Module,
+          loss_fn: Callable[[torch.nn.Module, Any, torch.Generator], torch.Tensor],
+          sample_batch: Callable[[int, torch.Generator], Any],
+          config: TrainConfig, *, name: str, recipe_config: Any = None,
+          checkpoint_path: str | Path | None = None, device: str | torch.device | None = None,
+          progress: bool = True, hint: str = "") -> TrainResult:
+    """Train ``model`` to minimise ``loss_fn(model, sample_batch(batch_size, generator), generator)``.
+
+    Args:
+        model: the network; moved to ``device``.
+        loss_fn: ``(model, batch, generator) -> scalar loss``.
+        sample_batch: ``(batch_size, generator) -> batch`` already on ``device``.
+        config: optimisation settings.
+        name: recipe name, stored in the checkpoint.
+        recipe_config: the full recipe config (a frozen dataclass) stored in the checkpoint;
+            resuming checks it matches, except the number of steps, which may grow.
+        checkpoint_path: where to save; if the file exists the run resumes from it.
+        device: ``None`` picks cuda, then mps, then cpu.
+        progress: show a ``tqdm`` progress bar.
+    Returns:
+        A :class:`TrainResult`; ``history`` holds ``step``, ``loss`` (mean over ``log_every``
+        steps) and ``wall_time`` (seconds since the start of training, summed over resumptions).
+    """
+    device = get_device(device)
+    model = model.to(device)
+    ema_model = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+    recipe_config = recipe_config if recipe_config is not None else config
+    history: dict = {"step": [], "loss": [], "wall_time": []}
+    step = 0
+
+    if checkpoint_path is not None and Path(checkpoint_path).is_file():
+        ckpt = load_checkpoint(checkpoint_path, name=name, config=recipe_config,
+                               ignore=_n_steps_fields(recipe_config), hint=hint)
+        model.load_state_dict(ckpt["model_state"])
+        ema_model.load_state_dict(ckpt["ema_state"] or ckpt["model_state"])
+        if ckpt["optimizer_state"] is not None:
+            optimizer.load_state_dict(ckpt["optimizer_state"])
+        if ckpt["rng_state"] is not None:
+            generator.set_state(ckpt["rng_state"].to(generator.get_state().device))
+        history, step = ckpt["history"], ckpt["step"]
+    resumed_from = step
+
+    def save():
+        if checkpoint_path is not None:
+            hist = dict(history, pending=[running, n_running]) if n_running else history
+            save_checkpoint(checkpoint_path, name=name, config=recipe_config, model=model,
+                            ema_model=ema_model, optimizer=optimizer, step=step, history=hist,
+                            rng_state=generator.get_state())
+
+    elapsed0 = history["wall_time"][-1] if history["wall_time"] else 0.0
+    t0 = time.perf_counter()
+    # the loss summed over the current logging window; kept in the checkpoint so that an
+    # interrupted run logs exactly what an uninterrupted one would
+    running, n_running = history.pop("pending", [0.0, 0])
+    bar = tqdm(total=config.n_steps, initial=step, disable=not progress, desc=name, leave=False)
+    model.train()
+    try:
+        while step < config.n_steps:
+            batch = sample_batch(config.batch_size, generator)
+            loss = loss_fn(model, batch, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{name}: loss became {loss.item()} at step {step}; "
+                                         "lower the learning rate or check the data scaling")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            update_ema(ema_model, model, config.ema_decay)
+            step += 1
+            running += loss.item()
+            n_running += 1
+            if step % config.log_every == 0 or step == config.n_steps:
+                history["step"].append(step)
+                history["loss"].append(running / n_running)
+                history["wall_time"].append(elapsed0 + time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{running / n_running:.4f}")
+                running, n_running = 0.0, 0
+            bar.update(1)
+            if step % config.checkpoint_every == 0:
+                save()
+    except KeyboardInterrupt:
+        save()
+        bar.close()
+        raise
+    bar.close()
+    save()
+    model.eval()
+    ema_model.eval()
+    return TrainResult(model=model, ema_model=ema_model, step=step, history=history,
+                       resumed_from=resumed_from)
+
+
+def _n_steps_fields(config: Any) -> tuple[str, ...]:
+    """The config fields allowed to differ when resuming: the length of training."""
+    if dataclasses.is_dataclass(config):
+        return tuple(f.name for f in dataclasses.fields(config) if f.name == "n_steps")
+    return ("n_steps",)
