@@ -159,20 +159,21 @@ class MazeGrid:
         p = p.astype(np.float64)
         (x_min, y_min), (x_max, y_max) = self.bounds
         inside = (p[..., 0] >= x_min) & (p[..., 0] <= x_max) & (p[..., 1] >= y_min) & (p[..., 1] <= y_max)
-        padded = np.pad(self.walls, 1, constant_values=True)
-        centre = self.xy_to_cell(np.clip(p, self.bounds[0], self.bounds[1]))
+        finite = np.all(np.isfinite(p), axis=-1)
+        padded = np.pad(self.walls, 2, constant_values=True)  # so that neighbours of edge points exist
+        centre = self.xy_to_cell(np.clip(np.where(np.isfinite(p), p, 0.0), self.bounds[0], self.bounds[1]))
         hit = np.zeros(p.shape[:-1], dtype=bool)
         for di in (-1, 0, 1):
             for dj in (-1, 0, 1):
                 cell = centre + np.array([di, dj])
-                is_wall = padded[cell[..., 0] + 1, cell[..., 1] + 1]
+                is_wall = padded[cell[..., 0] + 2, cell[..., 1] + 2]
                 gap = np.maximum(np.abs(p - cell) - 0.5, 0.0)
                 if radius > 0:
                     touches = np.hypot(gap[..., 0], gap[..., 1]) < radius
                 else:
                     touches = np.all(np.abs(p - cell) < 0.5, axis=-1)
                 hit |= is_wall & touches
-        free = inside & ~hit & np.all(np.isfinite(p), axis=-1)
+        free = inside & ~hit & finite
         if as_torch:
             import torch
 
