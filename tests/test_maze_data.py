@@ -203,3 +203,10 @@ def test_generate_rejects_bad_input():
         generate_dataset("maze", 10)
     with pytest.raises(ValueError, match=r"n_steps must be a positive"):
         generate_dataset("umaze", 0)
+
+
+def test_make_eval_pairs_fixed_goal():
+    pairs = make_eval_pairs("large", 50, seed=0, fixed_goal=True)
+    np.testing.assert_array_equal(pairs[:, 1], np.broadcast_to([7.0, 9.0], (50, 2)))
+    assert np.all(np.any(np.round(pairs[:, 0]) != [7.0, 9.0], axis=1))
+    assert len(np.unique(np.round(pairs[:, 0]), axis=0)) > 20
