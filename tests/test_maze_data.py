@@ -9,6 +9,7 @@ from tutorial_lib.envs.maze_data import (
     arrival_points,
     generate_dataset,
     load_dataset,
+    load_or_generate,
     main,
     save_dataset,
     split_at_arrivals,
@@ -210,3 +211,14 @@ def test_make_eval_pairs_fixed_goal():
     np.testing.assert_array_equal(pairs[:, 1], np.broadcast_to([7.0, 9.0], (50, 2)))
     assert np.all(np.any(np.round(pairs[:, 0]) != [7.0, 9.0], axis=1))
     assert len(np.unique(np.round(pairs[:, 0]), axis=0)) > 20
+
+
+def test_load_or_generate(tmp_path):
+    path = str(tmp_path / "umaze.npz")
+    first = load_or_generate("umaze", path, n_steps=1000, seed=2)
+    stamp = (tmp_path / "umaze.npz").stat().st_mtime_ns
+    again = load_or_generate("umaze", path, n_steps=1000, seed=2)  # loaded, not regenerated
+    assert (tmp_path / "umaze.npz").stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(again["observations"], first["observations"])
+    other = load_or_generate("umaze", path, n_steps=500, seed=2)  # another size: regenerated
+    assert len(other["observations"]) == 500 and len(load_dataset(path)["observations"]) == 500

@@ -261,7 +261,8 @@ def test_unknown_layout():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"start": (2.0, 1.0)}, r"start \(2\.00, 1\.00\) lies inside wall cell \(2, 1\); free cells \(row, col\) are \(1, 1\)"),
+    ({"start": (2.0, 1.0)},
+     r"start \(2\.00, 1\.00\) lies inside wall cell \(2, 1\); free cells \(row, col\) are \(1, 1\)"),
     ({"goal": (0.0, 0.0)}, r"goal \(0\.00, 0\.00\) lies inside wall cell \(0, 0\)"),
     ({"goal": (9.0, 1.0)}, r"goal \(9\.00, 1\.00\) lies outside the umaze maze"),
     ({"start": (1.0, 0.55)}, r"ball of radius 0\.1 would overlap a wall"),

@@ -183,13 +183,16 @@ class PointMazeEnv(gym.Env):
     def check_point(self, point, name: str) -> np.ndarray:
         """Validate a start or goal ``(x, y)``: finite, inside the maze, off the walls (start: by the radius)."""
         p = np.asarray(point, dtype=np.float64)
-        cells = f"free cells (row, col) are {self.grid.free_cells_text()}; cell (i, j) is centred at (x, y) = (i, j)"
+        cells = (f"free cells (row, col) are {self.grid.free_cells_text()}; "
+                 "cell (i, j) is centred at (x, y) = (i, j)")
         if p.shape != (2,) or not np.all(np.isfinite(p)):
             raise ValueError(f"{name} must be a finite (x, y) pair, got {np.asarray(point).tolist()}")
         (lo_x, lo_y), (hi_x, hi_y) = self.grid.bounds
         where = f"{name} ({p[0]:.2f}, {p[1]:.2f})"
         if not (lo_x <= p[0] <= hi_x and lo_y <= p[1] <= hi_y):
-            raise ValueError(f"{where} lies outside the {self.grid.layout} maze [{lo_x}, {hi_x}] x [{lo_y}, {hi_y}]; {cells}")
+            raise ValueError(
+                f"{where} lies outside the {self.grid.layout} maze [{lo_x}, {hi_x}] x [{lo_y}, {hi_y}]; {cells}"
+            )
         cell = tuple(int(c) for c in self.grid.xy_to_cell(p))
         if not self.grid.is_free(p):
             raise ValueError(f"{where} lies inside wall cell {cell}; {cells}")
