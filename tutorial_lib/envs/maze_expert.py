@@ -89,14 +89,13 @@ class WaypointController:
 
 
 class RandomPolicy:
-    """The normalized score's lower reference: ``a ~ U(-1, 1)^2`` each step, ignoring obs and goal."""
+    """The normalized score's lower reference: ``a ~ U(-1, 1)^2`` each step, ignoring obs and goal.
+
+    One random stream from ``seed`` runs through all episodes, so a fresh policy repeats its numbers.
+    """
 
     def __init__(self, seed: int | None = None):
-        self.seed = seed
-        self.reset()
-
-    def reset(self) -> None:
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(seed)
 
     def __call__(self, obs, goal) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
