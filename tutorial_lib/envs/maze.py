@@ -101,7 +101,9 @@ class PointMazeEnv(gym.Env):
     300 / 600 / 800 steps (umaze / medium / large). ``info["goal"]: (2,) float64``.
 
     ``reset`` puts the ball at a random free cell's centre plus ``U(-0.1, 0.1)^2`` at rest, and the goal
-    likewise; ``reset(options={"start": (x, y), "goal": (x, y)})`` places either exactly instead.
+    likewise (D4RL also draws the initial velocity from ``N(0, 0.1^2)``; we start at rest);
+    ``reset(options={"start": (x, y), "goal": (x, y)})`` places either exactly instead.
+    Coordinates: cell (i, j) of the layout is centred at (x, y) = (i, j) (see ``maze_grid``).
     ``render_mode="rgb_array"`` draws walls, the goal region and the ball with numpy.
     """
 
