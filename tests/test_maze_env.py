@@ -152,18 +152,28 @@ def test_ball_driven_into_wall_stops_at_radius(action, expected):
     np.testing.assert_array_equal(env.state[2:][blocked], 0.0)
 
 
-def test_ball_stops_on_round_wall_corner():
-    # Wall cell (2, 2) has its corner at (1.5, 2.5); the ball at y = 2.55 passes 0.05 beside the face.
+def test_ball_slides_around_round_wall_corner():
+    # Wall cell (2, 2) has its corner at (1.5, 2.5); pushed down (+x), a ball 0.05 beside its face
+    # stops on the face, one 0.05 past the corner is deflected around it, one 0.15 past goes straight.
+    corner = np.array([1.5, 2.5])
+    face = make("umaze", start=(1.0, 2.45), goal=(3.0, 3.0))
+    for _ in range(100):
+        face.step(np.array([1.0, 0.0]))
+    np.testing.assert_allclose(face.state, [1.4, 2.45, 0.0, 0.0], atol=1e-6)
     env = make("umaze", start=(1.0, 2.55), goal=(3.0, 3.0))
-    for _ in range(200):
+    track = []
+    for _ in range(100):
         env.step(np.array([1.0, 0.0]))
-    assert env.state[0] == pytest.approx(1.5 - math.sqrt(0.1**2 - 0.05**2), abs=1e-6)
-    assert env.state[2] == 0.0
-    # 0.15 beside the face the ball clears the corner and goes down the corridor
-    env = make("umaze", start=(1.0, 2.65), goal=(3.0, 3.0))
+        track.append(env.state)
+    track = np.array(track)
+    gap = np.linalg.norm(track[:, :2] - corner, axis=1)
+    assert 0.1 <= gap.min() < 0.1 + 1e-3  # rolled on the corner, touching it
+    assert track[:, 3].max() > 0.1 and track[-1, 0] == pytest.approx(3.4, abs=1e-6)  # pushed sideways, went down
+    assert track[-1, 1] > 2.9
+    clear = make("umaze", start=(1.0, 2.65), goal=(3.0, 3.0))
     for _ in range(60):
-        env.step(np.array([1.0, 0.0]))
-    assert env.state[0] > 2.0
+        clear.step(np.array([1.0, 0.0]))
+    assert clear.state[1] == pytest.approx(2.65) and clear.state[0] > 3.0
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

@@ -53,7 +53,6 @@ def generate_dataset(layout: str, n_steps: int, seed: int = 0, arrival_radius: f
     goal_rng, control_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     controller = WaypointController(grid, seed=control_rng)
     walls = tuple(tuple(bool(w) for w in row) for row in grid.walls)
-    walls_t = tuple(tuple(bool(w) for w in row) for row in grid.walls.T)
     max_steps = EPISODE_LENGTHS[layout]
 
     def random_point():
@@ -71,7 +70,7 @@ def generate_dataset(layout: str, n_steps: int, seed: int = 0, arrival_radius: f
         data["goals"][t] = goal
         data["arrivals"][t] = arrived
         data["timeouts"][t] = timed_out = not arrived and chased >= max_steps
-        pos, vel = point_mass_step(walls, walls_t, pos, vel, (float(action[0]), float(action[1])))
+        pos, vel = point_mass_step(walls, pos, vel, (float(action[0]), float(action[1])))
         chased += 1
         if arrived or timed_out:
             goal, chased = random_point(), 0
