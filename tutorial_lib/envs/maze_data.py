@@ -139,7 +139,7 @@ def load_or_generate(layout: str, path: str, n_steps: int | None = None, seed: i
     """Load the dataset at ``path`` if it was made with this layout, size and seed; else generate and save it.
 
     ``n_steps`` defaults to D4RL's size for the layout (``D4RL_SIZES``); generation runs at about
-    8 s per million transitions on one CPU core.
+    10 s per million transitions on one CPU core.
     """
     n_steps = D4RL_SIZES[check_layout(layout)] if n_steps is None else int(n_steps)
     if os.path.exists(path):

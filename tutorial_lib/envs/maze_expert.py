@@ -36,8 +36,8 @@ D4RL_REFERENCE_RETURNS = {
 """D4RL's (random, expert) reference returns for maze2d-{umaze, medium, large}-v1 (``d4rl/infos.py``).
 
 Their expert returns are lower than what the waypoint controller itself scores with the fixed goal
-``G`` and random starts: about 220 / 422 / 560 here, and 214 / 433 / 555 with a MuJoCo rebuild of
-D4RL's model and controller. So normalize with returns measured by ``evaluate_policy`` on the same
+``G`` and random starts: 206 / 416 / 579 here (``make_eval_pairs(layout, 100, 0, fixed_goal=True)``),
+and 214 / 433 / 555 with a MuJoCo rebuild of D4RL's model and controller over 100 random starts. So normalize with returns measured by ``evaluate_policy`` on the same
 pairs, and use these constants only to compare with published normalized scores."""
 
 
