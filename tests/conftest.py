@@ -1,0 +1,24 @@
+"""Shared set-up for the test suite (unit tests, notebook checks, browser test)."""
+
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The book's build helpers (Colab cell, Sphinx extension) live next to the book.
+sys.path.insert(0, str(REPO_ROOT / "book" / "_ext"))
+
+# Unit tests draw without a display. This changes only the pytest process:
+# notebook kernels started by nbval keep the inline backend chosen by MPLBACKEND.
+try:
+    import matplotlib
+except ImportError:  # pragma: no cover - matplotlib is a core dependency
+    pass
+else:
+    matplotlib.use("Agg", force=True)
+
+
+def running_in_ci() -> bool:
+    """True when the environment variable CI is set to a true value (as CI services do)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
