@@ -14,48 +14,12 @@ import types
 from pathlib import Path
 
 import pytest
-import yaml
 
+from book_files import CONFIG, REPO_ROOT, SOURCE_SUFFIXES, TOC, source_of, toc_entries, toc_notebooks
 from colab_cell import COLAB_MARKER, colab_setup_cell, write_colab_cell
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG = yaml.safe_load((REPO_ROOT / "_config.yml").read_text(encoding="utf-8"))
-TOC = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text(encoding="utf-8"))
-
-SOURCE_SUFFIXES = (".md", ".ipynb")
 MAX_NOTEBOOK_BYTES = 8 * 1024 * 1024
-
-
-def toc_entries(toc: dict = TOC) -> list[str]:
-    """Return every ``file`` of a jb-book table of contents, root first, in reading order."""
-    entries = [toc["root"]]
-
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("sections"))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return entries
-
-
-def source_of(entry: str) -> Path | None:
-    """The source file of a toc entry (written without suffix), or None if none exists."""
-    for suffix in SOURCE_SUFFIXES:
-        path = REPO_ROOT / f"{entry}{suffix}"
-        if path.is_file():
-            return path
-    return None
-
-
-TOC_NOTEBOOKS = [
-    source_of(entry)
-    for entry in toc_entries()
-    if source_of(entry) is not None and source_of(entry).suffix == ".ipynb"
-]
+TOC_NOTEBOOKS = toc_notebooks()
 
 
 def load(notebook: Path) -> dict:

@@ -1,4 +1,10 @@
-"""Sphinx extension: keep notebook HTML outputs free of remote resources.
+"""Sphinx extension: HTML fixes that keep the book's pages offline and error-free.
+
+1. Notebook outputs must not fetch anything at run time (see below).
+2. Each page carries one copy of each script. sphinx-thebe adds its inline
+   configuration script (``const THEBE_JS_URL = ...``) twice under this Sphinx
+   version; the second copy throws "Identifier has already been declared" in the
+   browser. Duplicate script entries are dropped.
 
 The book must read offline, with nothing fetched at run time. Two kinds of
 notebook output can break that rule:
@@ -68,6 +74,27 @@ def _clean_raw_html(app: Sphinx, doctree: nodes.document, docname: str) -> None:
             node.replace_self(new)
 
 
+def _script_key(script) -> tuple:
+    attributes = getattr(script, "attributes", {}) or {}
+    # An inline script has filename None or "" depending on when it was added.
+    filename = getattr(script, "filename", str(script)) or ""
+    return (filename, tuple(sorted(attributes.items())))
+
+
+def _drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> None:
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for script in scripts:
+        key = _script_key(script)
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", _clean_raw_html)
+    app.connect("html-page-context", _drop_duplicate_scripts)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
