@@ -161,7 +161,7 @@ PAGE_REPORT = """
       icons: a.querySelectorAll("button svg").length,
     };
   });
-  const gifs = [...document.images].filter(img => /\\.gif$/i.test(new URL(img.src).pathname))
+  const gifs = [...document.images].filter(img => /\\.gif([?#]|$)/i.test(img.getAttribute("src") || ""))
       .map(img => ({src: img.getAttribute("src"), loaded: img.complete && img.naturalWidth > 0}));
   return {
     broken, untypeset, rawMath, animations, gifs,

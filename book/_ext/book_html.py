@@ -62,8 +62,8 @@ def _clean_raw_html(app: Sphinx, doctree: nodes.document, docname: str) -> None:
         cleaned = strip_font_awesome_link(html)
         for url in remote_resources(cleaned):
             logger.warning(
-                "an HTML output in %s loads the remote resource %s; the book "
-                "must work offline, so embed it in the output instead",
+                "raw HTML in %s loads the remote resource %s; the book must "
+                "work offline, so store the resource in the repository or embed it",
                 docname,
                 url,
                 location=node,
