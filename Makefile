@@ -45,7 +45,7 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): constraints.txt pyproject.toml
+$(STAMP):
 	@t0=$$SECONDS; \
 	if [ ! -x "$(BIN)/python" ]; then \
 	  if [ -z "$(PYTHON)" ]; then \
