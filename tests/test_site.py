@@ -2,8 +2,8 @@
 
 Every page of the table of contents is opened from a local HTTP server. A page
 fails if it logs a console error or throws, asks for anything that is not on
-127.0.0.1, shows an image that did not load, leaves math unrendered, or lacks
-an animation that its source has. A full-page screenshot of each page is saved
+127.0.0.1, shows an image that did not load, leaves math unrendered, lacks
+an animation that its source has, or shows an exercise's solution unasked. A full-page screenshot of each page is saved
 to _build/html/_screenshots/ for a person to look at.
 
 Build the site first (`make book`); `make test` does both.
@@ -163,8 +163,14 @@ PAGE_REPORT = """
   });
   const gifs = [...document.images].filter(img => /\\.gif([?#]|$)/i.test(img.getAttribute("src") || ""))
       .map(img => ({src: img.getAttribute("src"), loaded: img.complete && img.naturalWidth > 0}));
+  const shownSolutions = [...document.querySelectorAll("div.solution")]
+      .filter(sol => [...sol.children].some(child =>
+          !child.classList.contains("admonition-title")
+          && child.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})
+          && child.getBoundingClientRect().height > 1))
+      .map(sol => sol.id);
   return {
-    broken, untypeset, rawMath, animations, gifs,
+    broken, untypeset, rawMath, animations, gifs, shownSolutions,
     mathErrors: document.querySelectorAll("mjx-merror").length,
     mjx: document.querySelectorAll("mjx-container").length,
     mathMarkup: mathNodes.length,
@@ -303,6 +309,9 @@ def test_page_renders_offline(entry, site, base_url, browser):
         problems.append(f"{report['mathMarkup']} math elements but no mjx-container: MathJax did not run")
     if report["mathErrors"]:
         problems.append(f"{report['mathErrors']} TeX errors rendered by MathJax (mjx-merror)")
+
+    if report["shownSolutions"]:
+        problems.append(f"solutions visible before the reader opens them: {report['shownSolutions']}")
 
     expected = expected_animations(entry)
     animations = report["animations"]
