@@ -1,6 +1,5 @@
 """Shared set-up for the test suite (unit tests, notebook checks, browser test)."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,3 @@ except ImportError:  # pragma: no cover - matplotlib is a core dependency
 else:
     matplotlib.use("Agg", force=True)
 
-
-def running_in_ci() -> bool:
-    """True when the environment variable CI is set to a true value (as CI services do)."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
