@@ -10,10 +10,7 @@ sys.path.insert(0, str(REPO_ROOT / "book" / "_ext"))
 
 # Unit tests draw without a display. This changes only the pytest process:
 # notebook kernels started by nbval keep the inline backend chosen by MPLBACKEND.
-try:
-    import matplotlib
-except ImportError:  # pragma: no cover - matplotlib is a core dependency
-    pass
-else:
-    matplotlib.use("Agg", force=True)
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg", force=True)
 
