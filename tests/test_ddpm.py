@@ -121,12 +121,19 @@ def test_ddim_eta1_all_steps_agrees_in_distribution_with_ddpm():
     assert energy_distance(x_ddim, x_ddpm) < 0.005 < energy_distance(wrong, x_ddpm)
 
 
-def test_ddim_timesteps_trailing_spacing():
+def test_ddim_timesteps_spacings():
     d = GaussianDiffusion(linear_beta_schedule(1000))
     assert d.ddim_timesteps(10) == [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
-    assert d.ddim_timesteps(1000) == list(range(999, -1, -1))
+    assert d.ddim_timesteps(10, "quadratic") == [999, 809, 639, 489, 359, 249, 159, 89, 39, 9]
+    for spacing in ["uniform", "quadratic"]:
+        assert d.ddim_timesteps(1000, spacing) == list(range(999, -1, -1))
+        for n in [1, 2, 3, 7, 50, 333, 999]:
+            steps = d.ddim_timesteps(n, spacing)
+            assert len(steps) == n and steps[0] == 999 and all(a > b >= 0 for a, b in zip(steps, steps[1:]))
     with pytest.raises(ValueError, match="n_steps must be in"):
         d.ddim_timesteps(0)
+    with pytest.raises(ValueError, match="unknown spacing 'cubic'"):
+        d.ddim_timesteps(5, "cubic")
 
 
 def test_x0_prediction_roundtrip():

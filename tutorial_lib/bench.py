@@ -27,11 +27,12 @@ def run_recap(quick: bool = False, device=None) -> dict:
 
     - ``langevin_mode_weight_error`` / ``annealed_mode_weight_error``: total variation between
       the weights (0.2, 0.8) of Song & Ermon's mixture and the share of 5000 particles in each mode.
-    - ``ddpm_quality_ratio``, ``ddim{50,10,5}_quality_ratio``: energy distance of 2000 samples to
-      held-out data, divided by that of 2000 fresh data points (1 = as good as fresh data).
-    - ``sample_ms_ddpm``, ``sample_ms_ddim10``: median time to draw 1000 samples on the CPU.
+    - ``ddpm_quality_ratio``, ``ddim{50,10}_quality_ratio`` (uniformly spaced steps),
+      ``ddim{10,5}_quadratic_quality_ratio`` (quadratic spacing): energy distance of 2000 samples
+      to held-out data, divided by that of 2000 fresh data points (1 = as good as fresh data).
+    - ``sample_ms_*``: median time to draw 1000 samples with each sampler on the CPU.
     """
-    from .evaluation import langevin_mode_experiment, sampler_table
+    from .evaluation import DEFAULT_SAMPLERS, langevin_mode_experiment, sampler_table
     from .recipes import RecapDDPMConfig, diffusion_from_config
     from .train import load_pretrained
 
@@ -45,12 +46,14 @@ def run_recap(quick: bool = False, device=None) -> dict:
 
     _log("DDPM / DDIM on the swiss roll (shipped checkpoint recap-ddpm)")
     model, ckpt = load_pretrained("recap-ddpm", device=device or "cpu")
-    diffusion = diffusion_from_config(RecapDDPMConfig(**ckpt["config"])).to(next(model.parameters()).device)
-    samplers = (("DDPM", None), ("DDIM", 10)) if quick else (("DDPM", None), ("DDIM", 50), ("DDIM", 10), ("DDIM", 5))
-    rows = sampler_table(model, diffusion, samplers=samplers, n=300 if quick else 2000,
+    config = RecapDDPMConfig(**ckpt["config"])
+    diffusion = diffusion_from_config(config).to(next(model.parameters()).device)
+    samplers = (("DDPM", 1000, None), ("DDIM", 10, "uniform")) if quick else DEFAULT_SAMPLERS
+    rows = sampler_table(model, diffusion, config.data_noise, samplers=samplers, n=300 if quick else 2000,
                          n_timing=100 if quick else 1000, timing_repeats=1 if quick else 3)
     for row in rows:
         key = "ddpm" if row["sampler"] == "DDPM" else f"ddim{row['steps']}"
+        key += "_quadratic" if row["spacing"] == "quadratic" else ""
         result[f"{key}_quality_ratio"] = round(row["quality_ratio"], 3)
         result[f"sample_ms_{key}"] = round(row["ms"], 1)
         _log(f"  {key}: quality ratio {row['quality_ratio']:.3f}, {row['ms']:.1f} ms")

@@ -181,20 +181,31 @@ class GaussianDiffusion:
                 traj.append(x)
         return torch.stack(traj) if return_trajectory else x
 
-    def ddim_timesteps(self, n_steps: int) -> list[int]:
-        """``n_steps`` evenly spaced steps ending at ``T - 1`` ("trailing" spacing), descending.
+    def ddim_timesteps(self, n_steps: int, spacing: str = "uniform") -> list[int]:
+        """``n_steps`` distinct steps from ``T - 1`` downwards, in sampling order.
 
-        E.g. T = 1000, 10 steps: 999, 899, ..., 99. With ``n_steps = T`` every step is visited.
+        ``"uniform"``: evenly spaced, ending at ``T - 1`` ("trailing"), e.g. T = 1000, 10 steps:
+        999, 899, ..., 99. ``"quadratic"``: ``t_k = T (k / S)^2 - 1``, denser at low noise where the
+        fine structure of the data is decided (the DDIM paper's "quadratic" selection), e.g.
+        999, 809, 639, 489, 359, 249, 159, 89, 39, 9. With ``n_steps = T`` both visit every step.
         """
-        if not 1 <= n_steps <= self.n_diffusion_steps:
-            raise ValueError(f"n_steps must be in [1, {self.n_diffusion_steps}], got {n_steps}")
-        ratio = self.n_diffusion_steps / n_steps
-        return [int(round(ratio * k)) - 1 for k in range(n_steps, 0, -1)]
+        T = self.n_diffusion_steps
+        if not 1 <= n_steps <= T:
+            raise ValueError(f"n_steps must be in [1, {T}], got {n_steps}")
+        if spacing == "uniform":
+            steps = [int(round(T * k / n_steps)) - 1 for k in range(1, n_steps + 1)]
+        elif spacing == "quadratic":
+            steps = [int(round(T * (k / n_steps) ** 2)) - 1 for k in range(1, n_steps + 1)]
+        else:
+            raise ValueError(f"unknown spacing {spacing!r}; choose 'uniform' or 'quadratic'")
+        for k in range(len(steps)):  # keep them distinct: at least one step apart
+            steps[k] = max(steps[k], steps[k - 1] + 1 if k else 0)
+        return steps[::-1]
 
     @torch.no_grad()
     def ddim_sample_loop(self, model: Denoiser, shape: tuple, n_steps: int, eta: float = 0.0,
                          generator: torch.Generator | None = None, x_T: torch.Tensor | None = None,
-                         return_trajectory: bool = False):
+                         return_trajectory: bool = False, spacing: str = "uniform"):
         """DDIM sampling (Song, Meng & Ermon 2021, eq. 12) on a subsequence of ``n_steps`` steps.
 
         With ``s`` the next (smaller) step, ``bar-alpha_{-1} = 1``::
@@ -202,11 +213,12 @@ class GaussianDiffusion:
             x_s = sqrt(bar-alpha_s) x0_hat + sqrt(1 - bar-alpha_s - sigma^2) eps_hat + sigma z,
             sigma = eta sqrt((1 - bar-alpha_s) / (1 - bar-alpha_t)) sqrt(1 - bar-alpha_t / bar-alpha_s).
 
-        ``eta = 0`` is deterministic; ``eta = 1`` with every step is exactly DDPM.
+        ``eta = 0`` is deterministic; ``eta = 1`` with every step is exactly DDPM. ``spacing``
+        chooses the subsequence (:meth:`ddim_timesteps`).
         Returns ``(B, ...)``, or ``(n_steps + 1, B, ...)`` with ``return_trajectory``.
         """
         x = torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T
-        steps = self.ddim_timesteps(n_steps)
+        steps = self.ddim_timesteps(n_steps, spacing)
         traj = [x]
         for i, t in enumerate(steps):
             s = steps[i + 1] if i + 1 < len(steps) else -1

@@ -56,28 +56,35 @@ def _timed(fn, repeats: int):
     return out, sorted(times)[len(times) // 2]
 
 
+DEFAULT_SAMPLERS = (("DDPM", 1000, None), ("DDIM", 50, "uniform"), ("DDIM", 10, "uniform"),
+                    ("DDIM", 10, "quadratic"), ("DDIM", 5, "quadratic"))
+
+
 @torch.no_grad()
-def sampler_table(model, diffusion: GaussianDiffusion, samplers=(("DDPM", None), ("DDIM", 50), ("DDIM", 10), ("DDIM", 5)),
+def sampler_table(model, diffusion: GaussianDiffusion, data_noise: float, samplers=DEFAULT_SAMPLERS,
                   n: int = 2000, seed: int = 0, n_timing: int = 1000, timing_repeats: int = 3) -> list[dict]:
     """Sample quality and speed of DDPM (all steps) and DDIM (eta = 0) with few steps.
 
+    Args:
+        data_noise: the jitter of the swiss roll the model was trained on (held-out data match it).
+        samplers: ``(name, steps, spacing)`` triples; name ``"DDPM"`` (all steps) or ``"DDIM"``.
     Quality: ``ED(samples, heldout) / ED(reference, heldout)`` with ``n`` points each (1 = as good
     as fresh data). Speed: median wall time to draw ``n_timing`` samples on the model's device.
-    Returns one dict per sampler: ``sampler``, ``steps``, ``quality_ratio``, ``ms``, ``samples``.
+    Returns one dict per sampler: ``sampler``, ``steps``, ``spacing``, ``quality_ratio``, ``ms``, ``samples``.
     """
-    heldout, reference = swiss_roll_eval_sets(n)
+    heldout, reference = swiss_roll_eval_sets(n, data_noise)
     baseline = energy_distance(reference, heldout)
     device = next(model.parameters()).device
     rows = []
-    for name, steps in samplers:
+    for name, steps, spacing in samplers:
         def draw(count, gen):
-            if steps is None:
+            if name == "DDPM":
                 return diffusion.p_sample_loop(model, (count, 2), generator=gen)
-            return diffusion.ddim_sample_loop(model, (count, 2), n_steps=steps, eta=0.0, generator=gen)
+            return diffusion.ddim_sample_loop(model, (count, 2), n_steps=steps, eta=0.0, generator=gen, spacing=spacing)
 
         samples = draw(n, torch.Generator(device=device).manual_seed(seed)).cpu()
         _, seconds = _timed(lambda: draw(n_timing, torch.Generator(device=device).manual_seed(seed + 1)), timing_repeats)
-        rows.append({"sampler": name, "steps": steps or diffusion.n_diffusion_steps,
-                     "quality_ratio": energy_distance(samples, heldout) / baseline,
+        rows.append({"sampler": name, "steps": diffusion.n_diffusion_steps if name == "DDPM" else steps,
+                     "spacing": spacing or "-", "quality_ratio": energy_distance(samples, heldout) / baseline,
                      "ms": 1000 * seconds, "samples": samples})
     return rows

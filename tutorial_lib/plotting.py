@@ -83,31 +83,45 @@ def plot_training_curve(history: dict, ax=None, label: str | None = None, logy: 
     return ax
 
 
-def animate_points(frames: np.ndarray | torch.Tensor, lim=6.0, background: Callable | None = None,
-                   titles: Sequence[str] | None = None, interval: int = 120, size: float = 3.0,
-                   color: str = COLORS[0], figsize=(4.2, 4.2)) -> animation.FuncAnimation:
-    """Animate point clouds: ``frames`` is ``(F, N, 2)``; ``background(ax)`` draws the static scene."""
-    frames = np.asarray(frames.detach().cpu() if isinstance(frames, torch.Tensor) else frames)
-    if frames.ndim != 3 or frames.shape[-1] != 2:
-        raise ValueError(f"frames must have shape (F, N, 2), got {frames.shape}")
-    fig, ax = plt.subplots(figsize=figsize)
-    if background is not None:
-        background(ax)
+def animate_points(frames, lim=6.0, background: Callable | None = None, titles: Sequence[str] | None = None,
+                   panel_titles: Sequence[str] | None = None, interval: int = 120, size: float = 3.0,
+                   color: str = COLORS[0], panel_size: float = 3.6) -> animation.FuncAnimation:
+    """Animate point clouds side by side.
+
+    Args:
+        frames: ``(F, N, 2)`` for one panel, or a list of such arrays (same F) for several.
+        background: ``background(ax)`` draws the static scene of every panel (a density, a maze).
+        titles: one figure title per frame (e.g. the noise level).
+        panel_titles: one title per panel.
+    """
+    panels = frames if isinstance(frames, (list, tuple)) else [frames]
+    panels = [np.asarray(f.detach().cpu() if isinstance(f, torch.Tensor) else f) for f in panels]
+    for f in panels:
+        if f.ndim != 3 or f.shape[-1] != 2 or len(f) != len(panels[0]):
+            raise ValueError(f"each frames array must have shape (F, N, 2) with the same F, got {f.shape}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(panel_size * len(panels), panel_size + 0.3), squeeze=False)
     x0, x1, y0, y1 = (-lim, lim, -lim, lim) if np.isscalar(lim) else lim
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.set_aspect("equal")
-    scat = ax.scatter(frames[0, :, 0], frames[0, :, 1], s=size, color=color, alpha=0.6, linewidths=0)
-    title = ax.set_title(titles[0] if titles else "")
+    scats = []
+    for k, (ax, f) in enumerate(zip(axes[0], panels)):
+        if background is not None:
+            background(ax)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_aspect("equal")
+        if panel_titles:
+            ax.set_title(panel_titles[k])
+        scats.append(ax.scatter(f[0, :, 0], f[0, :, 1], s=size, color=color, alpha=0.6, linewidths=0))
+    suptitle = fig.suptitle(titles[0] if titles else "")
     fig.tight_layout()
 
     def update(i):
-        scat.set_offsets(frames[i])
+        for scat, f in zip(scats, panels):
+            scat.set_offsets(f[i])
         if titles:
-            title.set_text(titles[i])
-        return scat, title
+            suptitle.set_text(titles[i])
+        return (*scats, suptitle)
 
-    return animation.FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
+    return animation.FuncAnimation(fig, update, frames=len(panels[0]), interval=interval, blit=False)
 
 
 def show_animation(anim: animation.FuncAnimation):
