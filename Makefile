@@ -25,9 +25,11 @@ BUILD_LOG := _build/jb-build.log
 ENV_HASH := $(shell cat constraints.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(ENV_HASH)
 
-# Notebook runs repeat exactly: fixed hash seed; kernels keep the inline
-# matplotlib backend (the one Jupyter uses, so figures are stored as outputs).
-TEST_ENV := PYTHONHASHSEED=0 MPLBACKEND=module://matplotlib_inline.backend_inline \
+# Notebook runs repeat exactly: fixed hash seed; one CPU thread per process (the
+# notebooks' small tensors run fastest that way, and their stored outputs were made
+# so); kernels keep the inline matplotlib backend (the one Jupyter uses, so figures
+# are stored as outputs).
+TEST_ENV := PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MPLBACKEND=module://matplotlib_inline.backend_inline \
 	CHROMIUM=$(CHROMIUM)
 
 PYTEST_ARGS := tests book \

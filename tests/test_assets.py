@@ -8,7 +8,7 @@ import torch
 
 from tutorial_lib import assets
 from tutorial_lib.recipes import RECIPES, get_recipe
-from tutorial_lib.train import load_pretrained
+from tutorial_lib.recipes import load_pretrained
 
 
 def test_every_manifest_entry_matches_its_file():
@@ -67,4 +67,4 @@ def test_unknown_recipe_lists_the_known_ones():
     with pytest.raises(KeyError, match="available: .*recap-ddpm"):
         get_recipe("nope")
     with pytest.raises(ValueError, match="unknown config fields for recap-ddpm: \\['widht'\\]"):
-        RECIPES["recap-ddpm"].make_config(widht=3)
+        RECIPES["recap-ddpm"].config(widht=3)

@@ -7,7 +7,7 @@ import torch
 from tutorial_lib.recipes import RecapDDPMConfig, RecapDSMConfig, get_recipe
 from tutorial_lib.toy_data import six_mode_mixture
 from tutorial_lib.train import main as train_main
-from tutorial_lib.train import train_recipe
+from tutorial_lib.recipes import train_recipe
 
 
 def test_ddpm_recipe_learns():

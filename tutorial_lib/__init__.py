@@ -9,10 +9,13 @@ One idea per module:
 - ``ddpm``: noise schedules, the forward process, DDPM and DDIM sampling.
 - ``nets``: the networks, one per module.
 - ``metrics``: energy distance, sample-quality ratio.
-- ``training``, ``checkpoint``, ``recipes``, ``train``: training, saving, the book's models.
+- ``training``, ``checkpoint``: the training loop, saving and loading.
+- ``recipes``, ``train``: the book's models and the command that trains them.
 - ``assets``: the shipped files in ``data/`` and their manifest.
 - ``plotting``: figures and animations.
 - ``evaluation``, ``bench``: the measured experiments and the benchmark command.
+- ``figures``: stand-alone figures of the book, one command each.
+- ``envs``: the simulated tasks (point-mass mazes).
 """
 
 __version__ = "0.1.0"
@@ -24,7 +27,7 @@ from .metrics import energy_distance, quality_ratio  # noqa: E402
 from .score_matching import NoiseConditionalScoreNet, dsm_loss  # noqa: E402
 from .toy_data import GaussianMixture, six_mode_mixture, song_ermon_mixture, swiss_roll  # noqa: E402
 from .training import TrainConfig, train  # noqa: E402
-from .train import load_pretrained, train_recipe  # noqa: E402
+from .recipes import load_pretrained, train_recipe  # noqa: E402
 from .utils import get_device, manual_seed  # noqa: E402
 
 __all__ = [

@@ -27,14 +27,17 @@ def run_recap(quick: bool = False, device=None) -> dict:
 
     - ``langevin_mode_weight_error`` / ``annealed_mode_weight_error``: total variation between
       the weights (0.2, 0.8) of Song & Ermon's mixture and the share of 5000 particles in each mode.
-    - ``ddpm_quality_ratio``, ``ddim{50,10}_quality_ratio`` (uniformly spaced steps),
-      ``ddim{10,5}_quadratic_quality_ratio`` (quadratic spacing): energy distance of 2000 samples
-      to held-out data, divided by that of 2000 fresh data points (1 = as good as fresh data).
+    - ``ddpm_quality_ratio`` (all 1000 steps) and ``ddim{10,5}_quality_ratio`` (DDIM, eta = 0,
+      quadratic step spacing), ``ddim{50,10}_uniform_quality_ratio`` (uniform spacing): energy
+      distance of 2000 samples of the shipped ``recap-ddpm`` model (six-mode mixture) to held-out
+      data, divided by that of 2000 fresh data points (1 = as good as fresh data); and
+      ``*_mode_weight_error``, the total variation between the mixture weights and the samples'.
+    - ``swissroll_*``: the same for ``recap-ddpm-swissroll``, the hard case.
     - ``sample_ms_*``: median time to draw 1000 samples with each sampler on the CPU.
     """
     from .evaluation import DEFAULT_SAMPLERS, langevin_mode_experiment, sampler_table
     from .recipes import RecapDDPMConfig, diffusion_from_config
-    from .train import load_pretrained
+    from .recipes import load_pretrained
 
     result: dict = {"suite": "recap", "quick": quick, "torch_threads": torch.get_num_threads()}
     _log("Langevin vs annealed Langevin on 0.2 N((-5,-5), I) + 0.8 N((5,5), I)")
@@ -44,19 +47,24 @@ def run_recap(quick: bool = False, device=None) -> dict:
     result["annealed_mode_weight_error"] = round(lang["annealed_error"], 4)
     _log(f"  plain {lang['plain_error']:.3f}, annealed {lang['annealed_error']:.3f}")
 
-    _log("DDPM / DDIM on the swiss roll (shipped checkpoint recap-ddpm)")
-    model, ckpt = load_pretrained("recap-ddpm", device=device or "cpu")
-    config = RecapDDPMConfig(**ckpt["config"])
-    diffusion = diffusion_from_config(config).to(next(model.parameters()).device)
-    samplers = (("DDPM", 1000, None), ("DDIM", 10, "uniform")) if quick else DEFAULT_SAMPLERS
-    rows = sampler_table(model, diffusion, config.data_noise, samplers=samplers, n=300 if quick else 2000,
-                         n_timing=100 if quick else 1000, timing_repeats=1 if quick else 3)
-    for row in rows:
-        key = "ddpm" if row["sampler"] == "DDPM" else f"ddim{row['steps']}"
-        key += "_quadratic" if row["spacing"] == "quadratic" else ""
-        result[f"{key}_quality_ratio"] = round(row["quality_ratio"], 3)
-        result[f"sample_ms_{key}"] = round(row["ms"], 1)
-        _log(f"  {key}: quality ratio {row['quality_ratio']:.3f}, {row['ms']:.1f} ms")
+    for recipe, prefix in [("recap-ddpm", ""), ("recap-ddpm-swissroll", "swissroll_")]:
+        model, ckpt = load_pretrained(recipe, device=device or "cpu")
+        config = RecapDDPMConfig(**ckpt["config"])
+        _log(f"DDPM / DDIM on {config.dataset} (shipped checkpoint {recipe})")
+        diffusion = diffusion_from_config(config).to(next(model.parameters()).device)
+        samplers = (("DDPM", 1000, None), ("DDIM", 10, "quadratic")) if quick else DEFAULT_SAMPLERS
+        rows = sampler_table(model, diffusion, config.dataset, config.data_noise, samplers=samplers,
+                             n=300 if quick else 2000, n_timing=100 if quick else 1000,
+                             timing_repeats=1 if quick else 3)
+        for row in rows:
+            key = "ddpm" if row["sampler"] == "DDPM" else f"ddim{row['steps']}"
+            key += "_uniform" if row["spacing"] == "uniform" else ""
+            result[f"{prefix}{key}_quality_ratio"] = round(row["quality_ratio"], 3)
+            if not prefix:
+                result[f"sample_ms_{key}"] = round(row["ms"], 1)
+            if "mode_weight_error" in row:
+                result[f"{prefix}{key}_mode_weight_error"] = round(row["mode_weight_error"], 4)
+            _log(f"  {key}: quality ratio {row['quality_ratio']:.3f}, {row['ms']:.1f} ms")
     return result
 
 

@@ -12,9 +12,9 @@ import torch
 from .ddpm import GaussianDiffusion
 from .langevin import annealed_langevin_dynamics, geometric_sigmas, langevin_dynamics
 from .metrics import energy_distance
-from .toy_data import GaussianMixture, song_ermon_mixture, swiss_roll
+from .toy_data import GaussianMixture, sample_dataset, six_mode_mixture, song_ermon_mixture
 
-__all__ = ["LANGEVIN_SETTINGS", "langevin_mode_experiment", "swiss_roll_eval_sets", "sampler_table"]
+__all__ = ["LANGEVIN_SETTINGS", "langevin_mode_experiment", "eval_sets", "DEFAULT_SAMPLERS", "sampler_table"]
 
 # The Langevin experiment: particles start uniformly in [-8, 8]^2 (so half start in each basin).
 LANGEVIN_SETTINGS = dict(n_particles=5000, box=8.0, step_size=0.1, n_steps=1000,
@@ -40,11 +40,11 @@ def langevin_mode_experiment(seed: int = 0, mixture: GaussianMixture | None = No
             "plain_shares": gm.mode_shares(plain).tolist(), "annealed_shares": gm.mode_shares(annealed).tolist()}
 
 
-def swiss_roll_eval_sets(n: int = 2000, noise: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
-    """Held-out data and a second fresh sample ("reference") of the swiss roll, with fixed seeds
+def eval_sets(dataset: str, n: int = 2000, noise: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out data and a second fresh sample ("reference") of a 2D data set, with fixed seeds
     distinct from the training set's."""
-    return (swiss_roll(n, torch.Generator().manual_seed(10_001), noise),
-            swiss_roll(n, torch.Generator().manual_seed(10_002), noise))
+    return (sample_dataset(dataset, n, torch.Generator().manual_seed(10_001), noise),
+            sample_dataset(dataset, n, torch.Generator().manual_seed(10_002), noise))
 
 
 def _timed(fn, repeats: int):
@@ -61,18 +61,21 @@ DEFAULT_SAMPLERS = (("DDPM", 1000, None), ("DDIM", 50, "uniform"), ("DDIM", 10, 
 
 
 @torch.no_grad()
-def sampler_table(model, diffusion: GaussianDiffusion, data_noise: float, samplers=DEFAULT_SAMPLERS,
-                  n: int = 2000, seed: int = 0, n_timing: int = 1000, timing_repeats: int = 3) -> list[dict]:
+def sampler_table(model, diffusion: GaussianDiffusion, dataset: str, data_noise: float = 0.03,
+                  samplers=DEFAULT_SAMPLERS, n: int = 2000, seed: int = 0, n_timing: int = 1000,
+                  timing_repeats: int = 3) -> list[dict]:
     """Sample quality and speed of DDPM (all steps) and DDIM (eta = 0) with few steps.
 
     Args:
-        data_noise: the jitter of the swiss roll the model was trained on (held-out data match it).
+        dataset, data_noise: the data set the model was trained on (see ``toy_data.DATASETS``).
         samplers: ``(name, steps, spacing)`` triples; name ``"DDPM"`` (all steps) or ``"DDIM"``.
     Quality: ``ED(samples, heldout) / ED(reference, heldout)`` with ``n`` points each (1 = as good
     as fresh data). Speed: median wall time to draw ``n_timing`` samples on the model's device.
-    Returns one dict per sampler: ``sampler``, ``steps``, ``spacing``, ``quality_ratio``, ``ms``, ``samples``.
+    Returns one dict per sampler: ``sampler``, ``steps``, ``spacing``, ``quality_ratio``, ``ms``,
+    ``samples``, and for the six-mode mixture ``mode_weight_error`` (total variation between its
+    weights and the share of samples per mode).
     """
-    heldout, reference = swiss_roll_eval_sets(n, data_noise)
+    heldout, reference = eval_sets(dataset, n, data_noise)
     baseline = energy_distance(reference, heldout)
     device = next(model.parameters()).device
     rows = []
@@ -84,7 +87,10 @@ def sampler_table(model, diffusion: GaussianDiffusion, data_noise: float, sample
 
         samples = draw(n, torch.Generator(device=device).manual_seed(seed)).cpu()
         _, seconds = _timed(lambda: draw(n_timing, torch.Generator(device=device).manual_seed(seed + 1)), timing_repeats)
-        rows.append({"sampler": name, "steps": diffusion.n_diffusion_steps if name == "DDPM" else steps,
-                     "spacing": spacing or "-", "quality_ratio": energy_distance(samples, heldout) / baseline,
-                     "ms": 1000 * seconds, "samples": samples})
+        row = {"sampler": name, "steps": diffusion.n_diffusion_steps if name == "DDPM" else steps,
+               "spacing": spacing or "-", "quality_ratio": energy_distance(samples, heldout) / baseline,
+               "ms": 1000 * seconds, "samples": samples}
+        if dataset == "six_modes":
+            row["mode_weight_error"] = six_mode_mixture(scale=0.5).mode_weight_error(samples)
+        rows.append(row)
     return rows

@@ -7,18 +7,24 @@ the checkpoint, so a checkpoint always says how it was made.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from .assets import verify_file
+from .checkpoint import load_checkpoint
+
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .nets.mlp import TimeMLP
 from .score_matching import NoiseConditionalScoreNet, dsm_loss
-from .toy_data import six_mode_mixture, swiss_roll
-from .training import TrainConfig
+from .toy_data import sample_dataset, six_mode_mixture
+from .training import TrainConfig, TrainResult, train
+from .utils import get_device
 
-__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "Recipe", "RECIPES", "get_recipe", "diffusion_from_config"]
+__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "Recipe", "RECIPES", "get_recipe", "diffusion_from_config",
+           "train_recipe", "load_pretrained"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,9 @@ class RecapDSMConfig:
 
 @dataclass(frozen=True)
 class RecapDDPMConfig:
-    """Epsilon-prediction DDPM on the 2D swiss roll (Chapter 1)."""
+    """Epsilon-prediction DDPM on a 2D data set (Chapter 1): ``"six_modes"`` or ``"swiss_roll"``."""
 
+    dataset: str = "six_modes"
     n_train: int = 20_000
     data_noise: float = 0.03
     hidden: int = 128
@@ -64,16 +71,6 @@ def diffusion_from_config(cfg: RecapDDPMConfig) -> GaussianDiffusion:
     return GaussianDiffusion(make_beta_schedule(cfg.schedule, cfg.n_diffusion_steps), prediction="epsilon")
 
 
-def _batches_from(data: torch.Tensor, device) -> Callable:
-    data = data.to(device)
-
-    def sample_batch(batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)
-        return data[idx.to(data.device)]
-
-    return sample_batch
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How to build, feed and train one of the book's models."""
@@ -84,6 +81,16 @@ class Recipe:
     build_model: Callable
     training_data: Callable
     make_loss: Callable
+    default_config: Callable | None = None
+
+    def config(self, **overrides):
+        """The recipe's default config, with ``overrides`` applied (unknown fields are named)."""
+        base = self.default_config() if self.default_config is not None else self.config_cls()
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self.config_cls)}
+        if unknown:
+            raise ValueError(f"unknown config fields for {self.name}: {sorted(unknown)}; "
+                             f"valid: {[f.name for f in dataclasses.fields(self.config_cls)]}")
+        return dataclasses.replace(base, **overrides)
 
     def train_config(self, cfg) -> TrainConfig:
         return _train_config(cfg)
@@ -93,13 +100,6 @@ class Recipe:
 
     def command(self) -> str:
         return f"python -m tutorial_lib.train {self.name}"
-
-    def make_config(self, **overrides):
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(self.config_cls)}
-        if unknown:
-            raise ValueError(f"unknown config fields for {self.name}: {sorted(unknown)}; "
-                             f"valid: {[f.name for f in dataclasses.fields(self.config_cls)]}")
-        return self.config_cls(**overrides)
 
 
 def _dsm_loss(cfg: RecapDSMConfig):
@@ -121,10 +121,20 @@ RECIPES: dict[str, Recipe] = {
     ),
     "recap-ddpm": Recipe(
         name="recap-ddpm", config_cls=RecapDDPMConfig,
-        description="epsilon-prediction DDPM on the 2D swiss roll (Chapter 1)",
+        description="epsilon-prediction DDPM on the six-mode mixture (Chapter 1)",
         build_model=lambda cfg: TimeMLP(dim=2, hidden=cfg.hidden, depth=cfg.depth),
-        training_data=lambda cfg: swiss_roll(cfg.n_train, torch.Generator().manual_seed(cfg.seed), cfg.data_noise),
+        training_data=lambda cfg: sample_dataset(cfg.dataset, cfg.n_train, torch.Generator().manual_seed(cfg.seed),
+                                                 cfg.data_noise),
         make_loss=_ddpm_loss,
+    ),
+    "recap-ddpm-swissroll": Recipe(
+        name="recap-ddpm-swissroll", config_cls=RecapDDPMConfig,
+        description="the same DDPM on the 2D swiss roll, a hard case for few-step sampling (Chapter 1)",
+        build_model=lambda cfg: TimeMLP(dim=2, hidden=cfg.hidden, depth=cfg.depth),
+        training_data=lambda cfg: sample_dataset(cfg.dataset, cfg.n_train, torch.Generator().manual_seed(cfg.seed),
+                                                 cfg.data_noise),
+        make_loss=_ddpm_loss,
+        default_config=lambda: RecapDDPMConfig(dataset="swiss_roll"),
     ),
 }
 
@@ -133,3 +143,42 @@ def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise KeyError(f"unknown recipe {name!r}; available: {sorted(RECIPES)}")
     return RECIPES[name]
+
+
+def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | None = None,
+                 device=None, progress: bool = True) -> TrainResult:
+    """Train recipe ``name`` (with its default config unless ``config`` is given).
+
+    With ``checkpoint_path`` the run saves as it goes and resumes from an existing file.
+    """
+    recipe = get_recipe(name)
+    cfg = config if config is not None else recipe.config()
+    if not isinstance(cfg, recipe.config_cls):
+        raise TypeError(f"{name} takes a {recipe.config_cls.__name__}, got {type(cfg).__name__}")
+    device = get_device(device)
+    torch.manual_seed(cfg.seed)  # network initialisation
+    model = recipe.build_model(cfg)
+    data = recipe.training_data(cfg).to(device)
+
+    def sample_batch(batch_size, generator):
+        idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)
+        return data[idx]
+
+    return train(model, recipe.make_loss(cfg, device), sample_batch, recipe.train_config(cfg), name=name,
+                 recipe_config=cfg, checkpoint_path=checkpoint_path, device=device, progress=progress,
+                 hint=f"re-create it with: {recipe.command()}")
+
+
+def load_pretrained(name: str, device=None, ema: bool = True):
+    """Load the shipped checkpoint of recipe ``name``; returns ``(model, checkpoint dict)``.
+
+    The model is built from the config stored in the checkpoint, loaded with the EMA weights
+    (``ema=True``) or the raw ones, put in eval mode and moved to ``device``.
+    """
+    recipe = get_recipe(name)
+    path = verify_file(recipe.default_path())
+    ckpt = load_checkpoint(path, name=name, hint=f"re-create it with: {recipe.command()}")
+    cfg = recipe.config_cls(**ckpt["config"])
+    model = recipe.build_model(cfg)
+    model.load_state_dict(ckpt["ema_state"] if ema and ckpt["ema_state"] is not None else ckpt["model_state"])
+    return model.to(get_device(device)).eval(), ckpt

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["GaussianMixture", "song_ermon_mixture", "six_mode_mixture", "swiss_roll"]
+__all__ = ["GaussianMixture", "song_ermon_mixture", "six_mode_mixture", "swiss_roll", "DATASETS", "sample_dataset"]
 
 
 class GaussianMixture:
@@ -94,14 +94,18 @@ def song_ermon_mixture() -> GaussianMixture:
     return GaussianMixture(means=[[-5.0, -5.0], [5.0, 5.0]], covs=[1.0, 1.0], weights=[0.2, 0.8])
 
 
-def six_mode_mixture() -> GaussianMixture:
-    """Six anisotropic Gaussians of unequal weights on a ring of radius 3."""
+def six_mode_mixture(scale: float = 1.0) -> GaussianMixture:
+    """Six anisotropic Gaussians of unequal weights on a ring of radius ``3 * scale``.
+
+    Weights 0.3, 0.1, 0.2, 0.1, 0.2, 0.1 counter-clockwise from the positive x axis; each
+    component is elongated along the ring (standard deviations 0.28 and 0.59 times ``scale``).
+    """
     angles = torch.arange(6) * (2 * math.pi / 6)
-    means = 3.0 * torch.stack([angles.cos(), angles.sin()], dim=1)
+    means = 3.0 * scale * torch.stack([angles.cos(), angles.sin()], dim=1)
     covs = []
     for a in angles:  # elongated along the ring's tangent
         rot = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        covs.append(rot @ torch.diag(torch.tensor([0.08, 0.35])) @ rot.T)
+        covs.append(scale ** 2 * (rot @ torch.diag(torch.tensor([0.08, 0.35])) @ rot.T))
     return GaussianMixture(means, torch.stack(covs), weights=[0.3, 0.1, 0.2, 0.1, 0.2, 0.1])
 
 
@@ -116,3 +120,19 @@ def swiss_roll(n: int, generator: torch.Generator | None = None, noise: float = 
     t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
     x = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / 10.0
     return x + noise * torch.randn(n, 2, generator=generator)
+
+
+# The 2D data sets of Chapter 1's DDPM lesson, by name: (n, generator, noise) -> (n, 2) points.
+# "six_modes" is the six-mode mixture at half size (ring of radius 1.5); "noise" applies to the
+# swiss roll only.
+DATASETS = {
+    "six_modes": lambda n, generator, noise: six_mode_mixture(scale=0.5).sample(n, generator),
+    "swiss_roll": lambda n, generator, noise: swiss_roll(n, generator, noise),
+}
+
+
+def sample_dataset(name: str, n: int, generator: torch.Generator | None = None, noise: float = 0.03) -> torch.Tensor:
+    """Draw ``n`` points of the data set ``name`` (see ``DATASETS``). Returns ``(n, 2)``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+    return DATASETS[name](n, generator, noise)

@@ -1,4 +1,4 @@
-"""Train the book's models, and load the shipped checkpoints.
+"""Command line: train the book's models into ``data/``.
 
 Command line (each reproduces one file of ``data/``)::
 
@@ -12,59 +12,15 @@ An interrupted run resumes from its checkpoint when the same command is run agai
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 from pathlib import Path
 
 import torch
 
-from .assets import data_dir, update_manifest, verify_file
-from .checkpoint import load_checkpoint
-from .recipes import RECIPES, get_recipe
-from .training import TrainResult, train
+from .assets import data_dir, update_manifest
+from .recipes import RECIPES, get_recipe, train_recipe
 from .utils import get_device
-
-__all__ = ["train_recipe", "load_pretrained"]
-
-
-def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | None = None,
-                 device=None, progress: bool = True) -> TrainResult:
-    """Train recipe ``name`` (with its default config unless ``config`` is given).
-
-    With ``checkpoint_path`` the run saves as it goes and resumes from an existing file.
-    """
-    recipe = get_recipe(name)
-    cfg = config if config is not None else recipe.config_cls()
-    if not isinstance(cfg, recipe.config_cls):
-        raise TypeError(f"{name} takes a {recipe.config_cls.__name__}, got {type(cfg).__name__}")
-    device = get_device(device)
-    torch.manual_seed(cfg.seed)  # network initialisation
-    model = recipe.build_model(cfg)
-    data = recipe.training_data(cfg).to(device)
-
-    def sample_batch(batch_size, generator):
-        idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)
-        return data[idx]
-
-    return train(model, recipe.make_loss(cfg, device), sample_batch, recipe.train_config(cfg), name=name,
-                 recipe_config=cfg, checkpoint_path=checkpoint_path, device=device, progress=progress,
-                 hint=f"re-create it with: {recipe.command()}")
-
-
-def load_pretrained(name: str, device=None, ema: bool = True):
-    """Load the shipped checkpoint of recipe ``name``; returns ``(model, checkpoint dict)``.
-
-    The model is built from the config stored in the checkpoint, loaded with the EMA weights
-    (``ema=True``) or the raw ones, put in eval mode and moved to ``device``.
-    """
-    recipe = get_recipe(name)
-    path = verify_file(recipe.default_path())
-    ckpt = load_checkpoint(path, name=name, hint=f"re-create it with: {recipe.command()}")
-    cfg = recipe.config_cls(**ckpt["config"])
-    model = recipe.build_model(cfg)
-    model.load_state_dict(ckpt["ema_state"] if ema and ckpt["ema_state"] is not None else ckpt["model_state"])
-    return model.to(get_device(device)).eval(), ckpt
 
 
 def main(argv=None) -> int:
