@@ -143,11 +143,18 @@ def test_snapshot_restore_repeats_trajectory_exactly():
         env.restore(env.sim_state)
 
 
-def test_simulate_is_pure():
-    state = PushTEnv().reset(seed=5) and make_env([256, 460, 256, 300, 0.2]).sim_state
-    a = simulate(state, np.array([256.0, 380.0]))
-    b = simulate(state.copy(), np.array([256.0, 380.0]))
-    np.testing.assert_array_equal(a, b)
+def test_sim_state_is_complete():
+    # mid-push, the block is moving: its velocity must be part of the state, so that
+    # two half steps from the saved state equal one full step
+    env = make_env([256, 460, 256, 300, 0.2])
+    for _ in range(4):
+        env.step([256.0, 400.0])
+    state, target = env.sim_state, np.array([270.0, 380.0])
+    assert np.linalg.norm(state[7:9]) > 1.0
+    full = simulate(state, target, n_substeps=10)
+    halves = simulate(simulate(state, target, n_substeps=5), target, n_substeps=5)
+    np.testing.assert_allclose(halves, full, atol=1e-6)
+    np.testing.assert_array_equal(simulate(state, target), full)  # pure: same input, same output
 
 
 # ------------------------------------------------------------------ API contract

@@ -20,8 +20,11 @@ Physics constants and their sources (real-stanford/diffusion_policy ``pusht_env.
     - space damping 0 (the reference's default): each step multiplies velocities by
       0 ** dt = 0 before contact impulses, i.e. quasi-static pushing;
     - walls: inner faces at 7 and 504 on both axes (reference: segments at 5 and 506 of
-      radius 2); here they are 50 px thick boxes so that a block squeezed by the
-      (infinitely heavy) agent is pushed back in instead of tunnelling out;
+      radius 2); here they are 50 px thick boxes, so that a block squeezed against a wall
+      by the agent is pushed back in more often than through (with random actions the
+      block spends 7 % of the steps outside, 17 % with thin walls). The agent is kinematic
+      (infinitely strong, not stopped by walls) and may be commanded up to the border,
+      so, as in the reference, it can still crush the block through a wall;
     - friction: the reference writes ``friction = 1`` on the bodies, an attribute that
       pymunk ignores (friction belongs to shapes, default 0), so its contacts are
       frictionless. ``contact_friction=0.0`` reproduces that; pass 1.0 for the intended value.
@@ -29,7 +32,9 @@ Physics constants and their sources (real-stanford/diffusion_policy ``pusht_env.
 One deliberate difference: every env step rebuilds the pymunk space from the full state
 (positions and velocities), so contact caches do not carry over between env steps. The
 state vector is then complete, a step is a pure function ``simulate(state, target)``,
-and snapshots restore exactly.
+and snapshots restore exactly. (With one pusher the contact solver converges within a
+step, so two 5-substep calls give the same result as one 10-substep call; and with
+damping 0 the block's velocity at a step boundary has no influence on what follows.)
 """
 
 from __future__ import annotations
