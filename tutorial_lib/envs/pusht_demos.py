@@ -148,10 +148,20 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="data/pusht/demos.npz")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--evaluate", type=int, default=0, metavar="N",
+                        help="only measure the expert on the evaluation seeds 0 .. N-1")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1; got {args.episodes}")
     t0 = time.time()
+    if args.evaluate > 0:
+        episodes = rollout_expert(range(args.evaluate), n_workers=args.workers)
+        print(f"evaluation seeds 0..{args.evaluate - 1}: success rate "
+              f"{np.mean([ep['success'] for ep in episodes]):.3f}, mean max coverage "
+              f"{np.mean([ep['max_coverage'] for ep in episodes]):.3f}, mean length "
+              f"{np.mean([len(ep['actions']) for ep in episodes]):.1f} steps, "
+              f"{time.time() - t0:.0f} s")
+        return
     seeds = episode_seeds(args.seed, args.episodes)
     episodes = rollout_expert(seeds, n_workers=args.workers)
     data = pack_episodes(episodes, seeds, args.seed)
