@@ -32,7 +32,6 @@ import numpy as np
 from tutorial_lib.envs.pusht import (
     AGENT_POS,
     AGENT_RADIUS,
-    AGENT_VEL,
     BLOCK_ANGLE,
     BLOCK_POS,
     GOAL_POSE,
@@ -82,7 +81,8 @@ class ExpertConfig:
 
 def keypoint_error(pose: np.ndarray, goal_pose: np.ndarray = GOAL_POSE) -> float:
     """e_kp = mean_k ||kp_k(pose) - kp_k(goal)|| over the 9 block keypoints (px)."""
-    diff = pose_transform(BLOCK_KEYPOINTS_LOCAL, pose) - pose_transform(BLOCK_KEYPOINTS_LOCAL, goal_pose)
+    diff = pose_transform(BLOCK_KEYPOINTS_LOCAL, pose) \
+        - pose_transform(BLOCK_KEYPOINTS_LOCAL, goal_pose)
     return float(np.mean(np.linalg.norm(diff, axis=1)))
 
 
@@ -214,7 +214,8 @@ class PushTExpert:
         actions, k = [], 0
         while True:
             agent = sim_state[AGENT_POS]
-            while k < len(waypoints) - 1 and np.linalg.norm(waypoints[k] - agent) < cfg.switch_radius:
+            while (k < len(waypoints) - 1
+                   and np.linalg.norm(waypoints[k] - agent) < cfg.switch_radius):
                 k += 1
             final = k == len(waypoints) - 1
             if final and np.linalg.norm(p0 - agent) < cfg.arrive_radius:
