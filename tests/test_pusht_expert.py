@@ -42,6 +42,14 @@ def test_expert_solves_an_easy_state(easy_episode):
     assert len(easy_episode["actions"]) < 120
 
 
+def test_expert_turns_a_block_in_place():
+    # position already right, angle 1 rad off: only a pose error that sees the angle helps
+    state = [400.0, 400.0, *(GOAL_POSE + [0.0, 0.0, 1.0])]
+    episode = run_expert_episode(PushTEnv(max_episode_steps=150), PushTExpert(seed=2),
+                                 state=state)
+    assert episode["success"]
+
+
 def test_expert_is_deterministic_by_seed(easy_episode):
     env = PushTEnv(max_episode_steps=120)
     again = run_expert_episode(env, PushTExpert(seed=0), state=EASY_STATE)
