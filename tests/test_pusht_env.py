@@ -110,14 +110,26 @@ def test_pushing_moves_block_and_it_stops_when_released():
     np.testing.assert_allclose(env.block_pose, released, atol=1e-9)  # damping 0: no drift
 
 
-def test_walls_keep_block_inside():
-    # block near the right wall, agent rams it to the wall again and again
-    env = make_env([380, 250, 430, 200, math.pi / 2])
-    for k in range(40):
-        env.step([512.0, 250.0 + 10 * (k % 3)])
-    polys = tee_polygons(env.block_pose)
-    assert polys.max() < 504.0 + 2.0 and polys.min() > 7.0 - 2.0
-    assert env.block_pose[0] > 350  # it was pushed all the way
+@pytest.mark.parametrize("quarter_turns", [0, 1, 2, 3])
+def test_walls_keep_block_inside(quarter_turns):
+    # the agent (never closer than 80 px to the wall) pushes a tilted T against the left
+    # wall; rotated copies of the scene about the workspace centre test the other walls
+    centre, turn = np.array([255.5, 255.5]), quarter_turns * math.pi / 2
+    rot = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+    pose = np.array([100.0, 250.0, -0.3])
+    pose[0] += 9.0 - tee_polygons(pose)[..., 0].min()  # 2 px from the left wall
+
+    def place(p):
+        return centre + rot @ (np.asarray(p) - centre)
+
+    env = make_env([*place([250.0, 250.0]), *place(pose[:2]), pose[2] + turn])
+    lowest, highest = np.inf, -np.inf
+    for _ in range(30):
+        env.step(place([80.0, 250.0]))
+        polys = tee_polygons(env.block_pose)
+        lowest, highest = min(lowest, polys.min()), max(highest, polys.max())
+    assert lowest > 7.0 - 3.0 and highest < 504.0 + 3.0
+    assert np.linalg.norm(env.block_pose[:2] - place(pose[:2])) > 20.0  # it was pushed
 
 
 def test_action_is_clipped_to_workspace():
