@@ -191,6 +191,15 @@ def test_reset_is_deterministic_by_seed_and_within_ranges():
     assert np.all((starts[:, 2:4] >= 100) & (starts[:, 2:4] < 400))
 
 
+def test_reset_puts_the_whole_block_inside_the_walls():
+    env = PushTEnv(obs_type="keypoints")
+    for seed in range(300):
+        obs, _ = env.reset(seed=seed)
+        polys = tee_polygons(env.block_pose)
+        assert polys.min() >= 7.0 and polys.max() <= 504.0
+        assert env.observation_space.contains(obs)
+
+
 def test_reward_and_termination_at_goal_and_truncation():
     env = make_env([*FAR_AGENT, *GOAL_POSE])
     _, reward, terminated, truncated, info = env.step(FAR_AGENT)

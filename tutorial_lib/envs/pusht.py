@@ -181,6 +181,7 @@ class PushTEnv(gym.Env):
 
     Observation (``obs_type="state"``): obs: (5,) float32
         [agent_x, agent_y, block_x, block_y, block_angle mod 2 pi].
+    Positions stay in [0, 512] unless the agent crushes the block through a wall.
     Observation (``obs_type="keypoints"``): obs: (20,) float32, the 9 block keypoints of
         ``BLOCK_KEYPOINTS_LOCAL`` in world coordinates (18 numbers, x then y for each),
         followed by [agent_x, agent_y] (the reference's order: keypoints, then agent).
@@ -188,7 +189,9 @@ class PushTEnv(gym.Env):
     Reward: clip(coverage / 0.95, 0, 1) with coverage = area(block ∩ goal) / area(goal).
     Terminated when coverage > 0.95; truncated after 300 steps.
     Reset: agent in [50, 450)^2 and block in [100, 400)^2 (integers, as the reference),
-        angle uniform in [-pi, pi); agent positions overlapping the block are redrawn.
+        angle uniform in [-pi, pi); blocks sticking into a wall and agents overlapping the
+        block are redrawn (the reference keeps them and lets a first physics step push
+        them apart), so every episode starts at rest with the whole T inside the walls.
         ``reset(options={"state": [ax, ay, bx, by, angle]})`` sets a state exactly.
     """
 
@@ -291,9 +294,13 @@ class PushTEnv(gym.Env):
     # ----------------------------------------------------------------- helpers
     def _sample_sim_state(self) -> np.ndarray:
         rng = self.np_random
-        block = rng.integers(*BLOCK_RESET_RANGE, size=2)
-        angle = rng.uniform(-math.pi, math.pi)
-        pose = np.array([block[0], block[1], angle], dtype=np.float64)
+        while True:  # redraw blocks that would stick into a wall
+            block = rng.integers(*BLOCK_RESET_RANGE, size=2)
+            angle = rng.uniform(-math.pi, math.pi)
+            pose = np.array([block[0], block[1], angle], dtype=np.float64)
+            polys = tee_polygons(pose)
+            if polys.min() >= WALL_INNER[0] and polys.max() <= WALL_INNER[1]:
+                break
         while True:  # redraw agents that would start inside the block
             agent = rng.integers(*AGENT_RESET_RANGE, size=2).astype(np.float64)
             if distance_to_block(agent, pose) > AGENT_RADIUS:
