@@ -20,21 +20,28 @@ Physics constants and their sources (real-stanford/diffusion_policy ``pusht_env.
     - space damping 0 (the reference's default): each step multiplies velocities by
       0 ** dt = 0 before contact impulses, i.e. quasi-static pushing;
     - walls: inner faces at 7 and 504 on both axes (reference: segments at 5 and 506 of
-      radius 2); here they are 50 px thick boxes, so that a block squeezed against a wall
-      by the agent is pushed back in more often than through (with random actions the
-      block spends 7 % of the steps outside, 17 % with thin walls). The agent is kinematic
-      (infinitely strong, not stopped by walls) and may be commanded up to the border,
-      so, as in the reference, it can still crush the block through a wall;
+      radius 2);
     - friction: the reference writes ``friction = 1`` on the bodies, an attribute that
       pymunk ignores (friction belongs to shapes, default 0), so its contacts are
       frictionless. ``contact_friction=0.0`` reproduces that; pass 1.0 for the intended value.
 
-One deliberate difference: every env step rebuilds the pymunk space from the full state
-(positions and velocities), so contact caches do not carry over between env steps. The
-state vector is then complete, a step is a pure function ``simulate(state, target)``,
-and snapshots restore exactly. (With one pusher the contact solver converges within a
-step, so two 5-substep calls give the same result as one 10-substep call; and with
-damping 0 the block's velocity at a step boundary has no influence on what follows.)
+Differences from the reference:
+    - the walls are 50 px thick boxes (same inner faces), so a block squeezed against a
+      wall is pushed back in more often than through: with random targets, half of them on
+      the border, the T pokes out of the walls in 7 % of the steps instead of 17 %. The
+      agent is kinematic (infinitely strong, not stopped by walls) and may be commanded up
+      to the border, so it can still crush the block through a wall, as in the reference;
+    - every env step rebuilds the pymunk space from the full state (positions and
+      velocities), so contact caches do not carry over between env steps. The state vector
+      is then complete, a step is a pure function ``simulate(state, target)``, and
+      snapshots restore exactly. (With one pusher the contact solver converges within a
+      step: two 5-substep calls equal one 10-substep call. With damping 0 the block's
+      velocity at a step boundary has no influence on what follows.);
+    - ``reset`` sets the state exactly (the reference runs one physics step after setting
+      it), draws the angle uniformly (the reference: N(0, (2 pi)^2) - pi, nearly uniform
+      modulo 2 pi) and redraws blocks sticking into a wall and agents overlapping the block;
+    - 9 fixed keypoints (see ``pusht_geometry``) instead of farthest-point samples of a
+      rendered T; rendering with numpy instead of pygame.
 """
 
 from __future__ import annotations
