@@ -9,3 +9,5 @@ for _name, _layout, _steps in (("UMaze", "umaze", 300), ("Medium", "medium", 600
         kwargs={"layout": _layout},
         max_episode_steps=_steps,
     )
+
+register(id="tutorial_lib/PushT-v0", entry_point="tutorial_lib.envs.pusht:PushTEnv")

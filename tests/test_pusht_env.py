@@ -1,0 +1,253 @@
+"""Tests of the Push-T environment: geometry, physics invariants, API contract."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from matplotlib.path import Path
+
+import tutorial_lib.envs  # noqa: F401  (registers tutorial_lib/PushT-v0)
+from tutorial_lib.envs.pusht import GOAL_POSE, PushTEnv, simulate
+from tutorial_lib.envs.pusht_geometry import (
+    TEE_AREA,
+    block_keypoints,
+    clip_convex,
+    coverage,
+    polygon_area,
+    tee_polygons,
+)
+
+FAR_AGENT = (480.0, 30.0)  # a corner far from blocks placed near the middle
+
+
+def monte_carlo_coverage(block_pose, goal_pose, n=400_000, seed=0):
+    """Independent estimate: fraction of uniform points of the goal T inside the block T,
+    with matplotlib's point-in-polygon test on the T's 8-vertex outline."""
+    def outline(pose):
+        local = np.array([(-60, 0), (60, 0), (60, 30), (15, 30), (15, 120), (-15, 120),
+                          (-15, 30), (-60, 30)], dtype=float)
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        return Path(local @ np.array([[c, -s], [s, c]]).T + pose[:2])
+    rng = np.random.default_rng(seed)
+    goal = outline(goal_pose)
+    lo, hi = goal.vertices.min(0), goal.vertices.max(0)
+    pts = rng.uniform(lo, hi, size=(n, 2))
+    in_goal = goal.contains_points(pts)
+    return outline(block_pose).contains_points(pts[in_goal]).mean()
+
+
+# ------------------------------------------------------------------ geometry
+def test_clip_convex_two_squares():
+    a = np.array([(0, 0), (2, 0), (2, 2), (0, 2)], float)
+    b = a + [1.0, 0.5]
+    assert polygon_area(clip_convex(a, b)) == pytest.approx(1.0 * 1.5)
+    assert len(clip_convex(a, a + [5.0, 0.0])) == 0
+
+
+def test_tee_area_and_polygons():
+    polys = tee_polygons(np.array([100.0, 200.0, 0.7]))
+    assert polys.shape == (2, 4, 2)
+    assert sum(polygon_area(p) for p in polys) == pytest.approx(TEE_AREA)
+
+
+def test_coverage_is_one_at_goal_and_zero_far_away():
+    assert coverage(GOAL_POSE, GOAL_POSE) == pytest.approx(1.0)
+    assert coverage(GOAL_POSE + [0, 0, 2 * math.pi], GOAL_POSE) == pytest.approx(1.0)
+    assert coverage(np.array([60.0, 60.0, 0.0]), GOAL_POSE) == 0.0
+    # a half-turn keeps only the overlap of the bar and the stem around the origin
+    assert coverage(GOAL_POSE + [0, 0, math.pi], GOAL_POSE) < 0.2
+
+
+@pytest.mark.parametrize("offset", [(6.0, -4.0, 0.1), (-20.0, 15.0, -0.6), (30.0, 30.0, 2.0),
+                                    (0.0, 40.0, 0.0)])
+def test_coverage_matches_monte_carlo(offset):
+    block = GOAL_POSE + np.array(offset)
+    exact = coverage(block, GOAL_POSE)
+    assert 0.0 < exact < 1.0
+    assert exact == pytest.approx(monte_carlo_coverage(block, GOAL_POSE), abs=0.01)
+
+
+# ------------------------------------------------------------------ physics
+def make_env(state, **kwargs):
+    env = PushTEnv(**kwargs)
+    env.reset(options={"state": state})
+    return env
+
+
+def test_pd_controller_reaches_target_in_free_space():
+    env = make_env([100, 100, 400, 400, 0.0])
+    for _ in range(15):
+        env.step([300.0, 180.0])
+    assert np.linalg.norm(env.agent_position - [300.0, 180.0]) < 1.0
+    assert np.linalg.norm(env.sim_state[2:4]) < 5.0  # nearly at rest
+
+
+def test_block_does_not_move_unless_touched():
+    env = make_env([40, 40, 256, 200, 0.3])
+    pose0 = env.block_pose
+    for target in ([40, 470], [470, 470], [470, 40], [40, 40]) * 2:
+        for _ in range(5):
+            env.step(target)
+    np.testing.assert_array_equal(env.block_pose, pose0)
+    for _ in range(5):
+        env.step([256.0, 250.0])  # ... and does once the agent runs into it
+    assert np.abs(env.block_pose - pose0).max() > 1.0
+
+
+def test_pushing_moves_block_and_it_stops_when_released():
+    # agent below the stem's foot (y grows downwards), pushing up the symmetry axis
+    env = make_env([256, 460, 256, 300, 0.0])
+    for _ in range(8):
+        env.step([256.0, 380.0])
+    pose = env.block_pose
+    assert pose[1] < 300.0 - 20.0          # pushed up by the stem's foot
+    assert abs(pose[0] - 256.0) < 0.5 and abs(pose[2]) < 0.01  # no turn on the axis
+    env.step([256.0, 470.0])               # retreat
+    released = env.block_pose
+    env.step([256.0, 470.0])
+    np.testing.assert_allclose(env.block_pose, released, atol=1e-9)  # damping 0: no drift
+
+
+@pytest.mark.parametrize("quarter_turns", [0, 1, 2, 3])
+def test_walls_keep_block_inside(quarter_turns):
+    # the agent (never closer than 80 px to the wall) pushes a tilted T against the left
+    # wall; rotated copies of the scene about the workspace centre test the other walls
+    centre, turn = np.array([255.5, 255.5]), quarter_turns * math.pi / 2
+    rot = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+    pose = np.array([100.0, 250.0, -0.3])
+    pose[0] += 9.0 - tee_polygons(pose)[..., 0].min()  # 2 px from the left wall
+
+    def place(p):
+        return centre + rot @ (np.asarray(p) - centre)
+
+    env = make_env([*place([250.0, 250.0]), *place(pose[:2]), pose[2] + turn])
+    lowest, highest = np.inf, -np.inf
+    for _ in range(30):
+        env.step(place([80.0, 250.0]))
+        polys = tee_polygons(env.block_pose)
+        lowest, highest = min(lowest, polys.min()), max(highest, polys.max())
+    assert lowest > 7.0 - 3.0 and highest < 504.0 + 3.0
+    assert np.linalg.norm(env.block_pose[:2] - place(pose[:2])) > 20.0  # it was pushed
+
+
+def test_action_is_clipped_to_workspace():
+    env = make_env([100, 100, 300, 300, 0.0])
+    for _ in range(30):
+        obs, *_ = env.step(np.array([-300.0, 9000.0]))
+    np.testing.assert_allclose(env.agent_position, [0.0, 512.0], atol=1.0)
+    assert env.observation_space.contains(obs)
+
+
+def test_snapshot_restore_repeats_trajectory_exactly():
+    env = make_env([256, 460, 256, 300, 0.2])
+    for _ in range(4):
+        env.step([256.0, 400.0])
+    snap = env.snapshot()
+    actions = [[256.0 + 5 * k, 380.0 - 3 * k] for k in range(15)]
+    first = [env.step(a)[0] for a in actions]
+    assert not np.allclose(first[0][2:], first[-1][2:])  # the block was pushed
+    env.restore(snap)
+    second = [env.step(a)[0] for a in actions]
+    np.testing.assert_array_equal(np.array(first), np.array(second))
+    with pytest.raises(TypeError, match="PushTSnapshot"):
+        env.restore(env.sim_state)
+
+
+def test_sim_state_is_complete():
+    # mid-push, the block is moving: its velocity must be part of the state, so that
+    # two half steps from the saved state equal one full step
+    env = make_env([256, 460, 256, 300, 0.2])
+    for _ in range(4):
+        env.step([256.0, 400.0])
+    state, target = env.sim_state, np.array([270.0, 380.0])
+    assert np.linalg.norm(state[7:9]) > 1.0
+    full = simulate(state, target, n_substeps=10)
+    halves = simulate(simulate(state, target, n_substeps=5), target, n_substeps=5)
+    np.testing.assert_allclose(halves, full, atol=1e-6)
+    np.testing.assert_array_equal(simulate(state, target), full)  # pure: same input, same output
+
+
+# ------------------------------------------------------------------ API contract
+def test_env_checker_passes_for_both_observation_types():
+    for obs_type in ("state", "keypoints"):
+        env = gym.make("tutorial_lib/PushT-v0", obs_type=obs_type, render_mode="rgb_array")
+        check_env(env.unwrapped, skip_render_check=False)
+
+
+def test_reset_is_deterministic_by_seed_and_within_ranges():
+    env = PushTEnv()
+    obs_a, _ = env.reset(seed=123)
+    actions = np.random.default_rng(0).uniform(0, 512, size=(20, 2))
+    traj_a = [env.step(a)[0] for a in actions]
+    obs_b, _ = env.reset(seed=123)
+    traj_b = [env.step(a)[0] for a in actions]
+    np.testing.assert_array_equal(obs_a, obs_b)
+    np.testing.assert_array_equal(np.array(traj_a), np.array(traj_b))
+    starts = np.array([env.reset(seed=s)[0] for s in range(40)])
+    assert len({tuple(o) for o in starts}) == 40
+    assert np.all((starts[:, :2] >= 50) & (starts[:, :2] < 450))
+    assert np.all((starts[:, 2:4] >= 100) & (starts[:, 2:4] < 400))
+
+
+def test_reset_puts_the_whole_block_inside_the_walls():
+    env = PushTEnv(obs_type="keypoints")
+    for seed in range(300):
+        obs, _ = env.reset(seed=seed)
+        polys = tee_polygons(env.block_pose)
+        assert polys.min() >= 7.0 and polys.max() <= 504.0
+        assert env.observation_space.contains(obs)
+
+
+def test_reward_and_termination_at_goal_and_truncation():
+    env = make_env([*FAR_AGENT, *GOAL_POSE])
+    _, reward, terminated, truncated, info = env.step(FAR_AGENT)
+    assert terminated and not truncated and reward == 1.0 and info["is_success"]
+    env = make_env([*FAR_AGENT, 150, 150, 0.0], max_episode_steps=300)
+    for k in range(300):
+        _, reward, terminated, truncated, _ = env.step(FAR_AGENT)
+        assert truncated == (k == 299) and not terminated
+    assert reward == 0.0
+
+
+def test_bad_inputs_raise_clear_errors():
+    env = make_env([100, 100, 300, 300, 0.0])
+    with pytest.raises(ValueError, match="finite"):
+        env.step([np.nan, 3.0])
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        env.step([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"shape \(5,\)"):
+        env.reset(options={"state": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match=r"must lie in \[0, 512\]"):
+        env.reset(options={"state": [100, 100, 600, 300, 0.0]})
+    with pytest.raises(ValueError, match="finite"):
+        env.reset(options={"state": [100, 100, 300, 300, np.inf]})
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(options={"sate": [100, 100, 300, 300, 0.0]})
+    with pytest.raises(ValueError, match="obs_type"):
+        PushTEnv(obs_type="pixels")
+
+
+def test_keypoint_observation_layout():
+    env = PushTEnv(obs_type="keypoints")
+    obs, _ = env.reset(options={"state": [111, 222, 300, 250, 0.4]})
+    assert obs.shape == (20,) and obs.dtype == np.float32
+    np.testing.assert_allclose(obs[:18].reshape(9, 2), block_keypoints(np.array([300, 250, 0.4])),
+                               atol=1e-3)
+    np.testing.assert_allclose(obs[18:], [111, 222])
+
+
+def test_render_draws_goal_block_and_agent():
+    env = PushTEnv(render_mode="rgb_array", render_size=128)
+    env.reset(options={"state": [100, 400, 380, 100, 0.0]})
+    env.step([100.0, 400.0])
+    img = env.render()
+    assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+    def pixel(x, y):
+        return tuple(img[int(y / 4), int(x / 4)])
+    assert pixel(213.6, 298.4) == (144, 238, 144)  # goal T, body point (0, 60), is green
+    assert pixel(380, 115) == (119, 136, 153)     # inside the block's bar
+    assert pixel(106, 406) == (65, 105, 225)      # agent, off the target's red cross
+    assert pixel(100, 400) == (255, 0, 0)         # commanded target
+    assert pixel(256, 480) == (255, 255, 255)     # empty table
