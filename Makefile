@@ -35,7 +35,7 @@ TEST_ENV := PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MPLBACKEND=module://matplotlib_in
 PYTEST_ARGS := tests book \
 	--nbval --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg \
-	--nbval-cell-timeout=600
+	--nbval-cell-timeout=600 --durations=15
 
 .PHONY: help venv book html chromium test pytest bench clean
 

@@ -26,7 +26,7 @@ def test_every_shipped_checkpoint_is_listed_and_loads():
     listed = set(assets.read_manifest())
     for path in (assets.data_dir() / "checkpoints").glob("*.pt"):
         assert f"checkpoints/{path.name}" in listed, f"{path.name} is not in data/MANIFEST.json"
-    for name in ["recap-ddpm", "recap-dsm"]:
+    for name in [n for n in RECIPES if n.startswith("recap-")]:
         model, ckpt = load_pretrained(name, device="cpu")
         cfg = get_recipe(name).config_cls(**ckpt["config"])
         assert ckpt["step"] == cfg.n_steps, f"{name}: the shipped checkpoint is not fully trained"

@@ -70,7 +70,8 @@ def sampler_table(model, diffusion: GaussianDiffusion, dataset: str, data_noise:
         dataset, data_noise: the data set the model was trained on (see ``toy_data.DATASETS``).
         samplers: ``(name, steps, spacing)`` triples; name ``"DDPM"`` (all steps) or ``"DDIM"``.
     Quality: ``ED(samples, heldout) / ED(reference, heldout)`` with ``n`` points each (1 = as good
-    as fresh data). Speed: median wall time to draw ``n_timing`` samples on the model's device.
+    as fresh data). Speed: median wall time over ``timing_repeats`` runs to draw ``n_timing``
+    samples on the model's device (``timing_repeats=0``: not timed, ``ms`` is NaN).
     Returns one dict per sampler: ``sampler``, ``steps``, ``spacing``, ``quality_ratio``, ``ms``,
     ``samples``, and for the six-mode mixture ``mode_weight_error`` (total variation between its
     weights and the share of samples per mode).
@@ -86,7 +87,10 @@ def sampler_table(model, diffusion: GaussianDiffusion, dataset: str, data_noise:
             return diffusion.ddim_sample_loop(model, (count, 2), n_steps=steps, eta=0.0, generator=gen, spacing=spacing)
 
         samples = draw(n, torch.Generator(device=device).manual_seed(seed)).cpu()
-        _, seconds = _timed(lambda: draw(n_timing, torch.Generator(device=device).manual_seed(seed + 1)), timing_repeats)
+        seconds = float("nan")
+        if timing_repeats > 0:
+            _, seconds = _timed(lambda: draw(n_timing, torch.Generator(device=device).manual_seed(seed + 1)),
+                                timing_repeats)
         row = {"sampler": name, "steps": diffusion.n_diffusion_steps if name == "DDPM" else steps,
                "spacing": spacing or "-", "quality_ratio": energy_distance(samples, heldout) / baseline,
                "ms": 1000 * seconds, "samples": samples}

@@ -54,16 +54,18 @@ class RecapDDPMConfig:
     depth: int = 3
     n_diffusion_steps: int = 1000
     schedule: str = "linear"
-    n_steps: int = 30_000
+    n_steps: int = 40_000
     batch_size: int = 512
     lr: float = 1e-3
+    lr_schedule: str = "cosine"
     ema_decay: float = 0.999
     seed: int = 0
 
 
 def _train_config(cfg) -> TrainConfig:
     return TrainConfig(n_steps=cfg.n_steps, batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay,
-                       seed=cfg.seed, checkpoint_every=max(1, min(2_000, cfg.n_steps)))
+                       seed=cfg.seed, checkpoint_every=max(1, min(2_000, cfg.n_steps)),
+                       lr_schedule=getattr(cfg, "lr_schedule", "constant"))
 
 
 def diffusion_from_config(cfg: RecapDDPMConfig) -> GaussianDiffusion:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ class TrainConfig:
         log_every: steps averaged into one point of the loss history.
         checkpoint_every: steps between checkpoints (when a path is given).
         seed: seed of the generator that draws batches and noise.
+        lr_schedule: ``"constant"``, or ``"cosine"``: ``lr_k = lr (1 + cos(pi k / n_steps)) / 2``,
+            decaying to zero at the last step (Loshchilov & Hutter 2017).
     """
 
     n_steps: int = 10_000
@@ -49,8 +52,11 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 2_000
     seed: int = 0
+    lr_schedule: str = "constant"
 
     def __post_init__(self):
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"TrainConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         for field in ("n_steps", "batch_size", "log_every", "checkpoint_every"):
             if int(getattr(self, field)) <= 0:
                 raise ValueError(f"TrainConfig.{field} must be positive, got {getattr(self, field)!r}")
@@ -138,6 +144,9 @@ def train(model: torch.nn.Module,
     model.train()
     try:
         while step < config.n_steps:
+            if config.lr_schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.n_steps))
             batch = sample_batch(config.batch_size, generator)
             loss = loss_fn(model, batch, generator)
             if not torch.isfinite(loss):
