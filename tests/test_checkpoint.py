@@ -116,3 +116,25 @@ def test_training_extends_a_finished_run(tmp_path):
     _fit(20, tmp_path / "c.pt")
     more = _fit(30, tmp_path / "c.pt")
     assert more.resumed_from == 20 and more.step == 30 and more.history["step"][-1] == 30
+
+
+def test_cosine_learning_rate_schedule_and_bad_schedule_name():
+    with pytest.raises(ValueError, match="lr_schedule must be 'constant' or 'cosine'"):
+        TrainConfig(lr_schedule="linear")
+    seen = []
+
+    class Spy(torch.optim.Adam):
+        def step(self, *a, **k):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(*a, **k)
+
+    cfg = TrainConfig(n_steps=10, batch_size=4, lr=1.0, lr_schedule="cosine", log_every=5)
+    original = torch.optim.Adam
+    torch.optim.Adam = Spy
+    try:
+        train(make_model(), lambda m, x, g: m(x).pow(2).mean(), lambda b, g: torch.randn(b, 2, generator=g),
+              cfg, name="toy", device="cpu", progress=False)
+    finally:
+        torch.optim.Adam = original
+    assert seen[0] == pytest.approx(1.0) and seen[5] == pytest.approx(0.5) and seen[-1] < 0.03
+    assert all(a >= b for a, b in zip(seen, seen[1:]))
