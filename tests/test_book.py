@@ -271,7 +271,13 @@ def test_notebook_ends_with_summary_and_exercises(notebook):
     markdown = "\n".join(text(c) for c in nb["cells"] if c["cell_type"] == "markdown")
     exercises = markdown[markdown.rfind("## Exercises"):]
     n_exercises = len(re.findall(r"```+\{exercise\}", exercises))
-    solutions = re.findall(r"```+\{solution\}[^\n]*\n((?::[^\n]*\n)*)", exercises)
+    # a solution is a {solution} directive, or a gated {solution-start} ... {solution-end}
+    # pair, which lets code cells run inside the solution
+    solutions = re.findall(r"```+\{solution(?:-start)?\}[^\n]*\n((?::[^\n]*\n)*)", exercises)
+    n_starts = len(re.findall(r"```+\{solution-start\}", exercises))
+    assert n_starts == len(re.findall(r"```+\{solution-end\}", exercises)), (
+        f"{rel(notebook)}: every {{solution-start}} needs a {{solution-end}}"
+    )
     assert n_exercises >= 1, f"the Exercises section of {rel(notebook)} has no {{exercise}} directive"
     assert len(solutions) == n_exercises, (
         f"{rel(notebook)} has {n_exercises} exercises but {len(solutions)} solutions"

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import torch
 from matplotlib import animation
@@ -74,6 +75,8 @@ def plot_training_curve(history: dict, ax=None, label: str | None = None, logy: 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3))
     ax.plot(history["step"], history["loss"], label=label)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if logy:
