@@ -113,6 +113,18 @@ def _ddpm_loss(cfg: RecapDDPMConfig, device):
     return lambda model, x0, g: diffusion.training_loss(model, x0, g)
 
 
+def _ddpm_recipe(name: str, description: str, dataset: str) -> Recipe:
+    """A recap DDPM recipe: the same network and loss, trained on ``dataset``."""
+    return Recipe(
+        name=name, config_cls=RecapDDPMConfig, description=description,
+        build_model=lambda cfg: TimeMLP(dim=2, hidden=cfg.hidden, depth=cfg.depth),
+        training_data=lambda cfg: sample_dataset(cfg.dataset, cfg.n_train, torch.Generator().manual_seed(cfg.seed),
+                                                 cfg.data_noise),
+        make_loss=_ddpm_loss,
+        default_config=lambda: RecapDDPMConfig(dataset=dataset),
+    )
+
+
 RECIPES: dict[str, Recipe] = {
     "recap-dsm": Recipe(
         name="recap-dsm", config_cls=RecapDSMConfig,
@@ -121,23 +133,11 @@ RECIPES: dict[str, Recipe] = {
         training_data=lambda cfg: six_mode_mixture().sample(cfg.n_train, torch.Generator().manual_seed(cfg.seed)),
         make_loss=lambda cfg, device: _dsm_loss(cfg),
     ),
-    "recap-ddpm": Recipe(
-        name="recap-ddpm", config_cls=RecapDDPMConfig,
-        description="epsilon-prediction DDPM on the six-mode mixture (Chapter 1)",
-        build_model=lambda cfg: TimeMLP(dim=2, hidden=cfg.hidden, depth=cfg.depth),
-        training_data=lambda cfg: sample_dataset(cfg.dataset, cfg.n_train, torch.Generator().manual_seed(cfg.seed),
-                                                 cfg.data_noise),
-        make_loss=_ddpm_loss,
-    ),
-    "recap-ddpm-swissroll": Recipe(
-        name="recap-ddpm-swissroll", config_cls=RecapDDPMConfig,
-        description="the same DDPM on the 2D swiss roll, a hard case for few-step sampling (Chapter 1)",
-        build_model=lambda cfg: TimeMLP(dim=2, hidden=cfg.hidden, depth=cfg.depth),
-        training_data=lambda cfg: sample_dataset(cfg.dataset, cfg.n_train, torch.Generator().manual_seed(cfg.seed),
-                                                 cfg.data_noise),
-        make_loss=_ddpm_loss,
-        default_config=lambda: RecapDDPMConfig(dataset="swiss_roll"),
-    ),
+    "recap-ddpm": _ddpm_recipe("recap-ddpm", "epsilon-prediction DDPM on the six-mode mixture (Chapter 1)",
+                               "six_modes"),
+    "recap-ddpm-swissroll": _ddpm_recipe(
+        "recap-ddpm-swissroll", "the same DDPM on the 2D swiss roll, a hard case for few-step sampling (Chapter 1)",
+        "swiss_roll"),
 }
 
 
