@@ -35,21 +35,26 @@ def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | No
     With ``checkpoint_path`` the run saves as it goes and resumes from an existing file.
     """
     recipe = get_recipe(name)
-    cfg = config if config is not None else recipe.config_cls()
+    cfg = config if config is not None else recipe.make_config()
     if not isinstance(cfg, recipe.config_cls):
         raise TypeError(f"{name} takes a {recipe.config_cls.__name__}, got {type(cfg).__name__}")
     device = get_device(device)
     torch.manual_seed(cfg.seed)  # network initialisation
     model = recipe.build_model(cfg)
-    data = recipe.training_data(cfg).to(device)
+    data = recipe.training_data(cfg)
+    if recipe.make_batches is not None:
+        sample_batch = recipe.make_batches(cfg, data, device)
+    else:
+        data = data.to(device)
 
-    def sample_batch(batch_size, generator):
-        idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)
-        return data[idx]
+        def sample_batch(batch_size, generator):
+            idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)
+            return data[idx]
 
+    extra = recipe.extra(cfg, data) if recipe.extra is not None else None
     return train(model, recipe.make_loss(cfg, device), sample_batch, recipe.train_config(cfg), name=name,
                  recipe_config=cfg, checkpoint_path=checkpoint_path, device=device, progress=progress,
-                 hint=f"re-create it with: {recipe.command()}")
+                 hint=f"re-create it with: {recipe.command()}", extra=extra)
 
 
 def load_pretrained(name: str, device=None, ema: bool = True):
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.list or not args.recipe:
         for name, r in RECIPES.items():
-            print(f"{name:16s} {r.description}  ->  data/{r.default_path()}")
+            print(f"{name:20s} {r.description}  ->  data/{r.default_path()}")
         return 0
     recipe = get_recipe(args.recipe)
     default = data_dir() / recipe.default_path()
