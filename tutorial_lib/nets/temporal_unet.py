@@ -18,7 +18,7 @@ a ``ResidualTemporalBlock`` is two of them with the diffusion-time embedding add
 a (1x1-convolved) shortcut. The time ``t`` is embedded as ``Linear(Mish(Linear(sinusoid(t))))``.
 
 With Diffuser's maze2d settings (``dim = 32``, ``dim_mults = (1, 4, 8)``, ``D = 6``) the network has
-3,682,118 parameters, the paper's "about 3.7M" (Janner et al. 2022, appendix C).
+3,682,118 parameters, the paper's "about 3.7M"; with ``dim = 16`` it has 924,070.
 """
 
 from __future__ import annotations
