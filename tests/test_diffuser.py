@@ -195,7 +195,7 @@ def test_planner_runs_end_to_end_on_umaze(umaze_data):
     assert planner.n_plans == 5                       # 300 steps, a new plan every 60
     plan = planner.plan_result
     assert isinstance(plan, Plan)
-    assert plan.observations.shape == (3, 16, 4) and plan.actions.shape == (3, 16, 2)
+    assert plan.observations.shape == (3, 4, 4) and plan.actions.shape == (3, 4, 2)   # the shortest replan
     assert np.isfinite(plan.observations).all()
     lo, hi = windows.normalizer.lo.numpy(), windows.normalizer.hi.numpy()
     assert (plan.observations >= lo[2:] - 1e-4).all() and (plan.observations <= hi[2:] + 1e-4).all()
@@ -229,6 +229,23 @@ def test_pd_law_tracks_the_next_planned_state(umaze_data):
     assert planner.n_plans == 2                      # a new goal: a new plan
     last = planner.plan_result.observations[0, -1]
     np.testing.assert_allclose(planner.reference(40), [last[0], last[1], 0.0, 0.0])
+
+
+def test_replans_keep_the_first_plans_arrival_time(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=32)
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(4), windows.normalizer, horizon=32, replan_every=8,
+                              device="cpu")
+    goal, horizons, starts = np.array([1.0, 1.0]), [], []
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        obs = np.array([3.0, 1.0, 0.0, 0.0]) + rng.uniform(-0.1, 0.1, 4)
+        planner(obs, goal)
+        if planner.k == 1:
+            horizons.append(planner.plan_result.observations.shape[1])
+            starts.append((obs, planner.plan_result.observations[0, 0]))
+    assert horizons == [32, 24, 16, 8, 8]            # 32 - steps taken, never below H // 4
+    for obs, first in starts:
+        np.testing.assert_allclose(first, obs, atol=1e-5)
 
 
 def test_planner_rejects_bad_arguments(umaze_data):

@@ -21,12 +21,14 @@ clipped to ``[-1, 1]`` by the environment. Executing the plan's own actions inst
 (``control="actions"``); it is reported to score far lower (normalized scores 6.3 / 13.5 / 6.3 in
 maze2d U-Maze / Medium / Large, in the Diffusion Forcing paper, Chen et al. 2024).
 
-Far goals. The goal is always written at index ``H - 1``. A goal that the ball cannot reach in ``H``
-steps at the speeds in the data makes an out-of-distribution request: the sampled path hurries and
-may cut corners, and the ball lags behind the plan; after ``H`` steps the PD law keeps pulling it to the
-plan's last state (the goal). Replanning every few steps (``replan_every``) re-inpaints the current
-state and corrects the drift; a longer planning horizon (any multiple of 4, the U-Net being
-convolutional; Diffuser uses 384 in the large maze) makes room for long paths.
+Far and near goals. A first plan writes the goal at index ``H - 1`` whatever its distance. A goal the
+ball cannot reach in ``H`` steps at the speeds in the data makes an out-of-distribution request: the
+sampled path hurries and may cut corners, and the ball lags behind the plan; after ``H`` steps the PD
+law keeps pulling it to the plan's last state (the goal). A near goal is reached late: the training
+windows always last ``H`` steps, so the plan takes about that long (it wanders on the way). Replanning
+(``replan_every``) re-inpaints the current state, corrects the drift and keeps the first plan's
+arrival time; a longer planning horizon (any multiple of 4, the U-Net being convolutional; Diffuser
+uses 384 in the large maze) makes room for long paths.
 """
 
 from __future__ import annotations
@@ -136,6 +138,13 @@ class DiffuserPlanner:
     (``None``: open loop, plan once, Diffuser's maze2d setting). Samples ``n_samples`` plans and follows
     the first. Works with ``maze_expert.evaluate_policy``.
 
+    Replanning keeps the deadline of the first plan: ``k`` steps after the goal was set, it plans
+    over the ``H - k`` steps left (``replan_horizon``; the U-Net takes any multiple of 4). Replanning
+    over ``H`` steps again would postpone the arrival at every replan: the data's windows always take
+    all ``H`` steps, so such a planner chases a goal that keeps receding. (Inpainting the goal from
+    index ``H - 1 - k`` to the end instead asks for a ball at rest for many steps, which the data never
+    shows; the plans it gives on U-Maze break apart.)
+
     Args:
         model: the trained denoiser ``f(x, t)`` (e.g. ``TemporalUnet``), in eval mode.
         diffusion: its ``GaussianDiffusion`` (``make_diffusion``).
@@ -143,13 +152,15 @@ class DiffuserPlanner:
         horizon: planning horizon H (a multiple of the U-Net's ``horizon_multiple``).
         ddim_steps: ``None`` for DDPM with every step, else DDIM with this many steps (``eta = 0``).
         kp, kd: PD gains on the position and velocity errors (Diffuser's maze2d script: 1 and 1).
+        min_replan_horizon: shortest horizon of a replan (default ``H // 4``).
         control: ``"pd"`` to track the planned states, ``"actions"`` to execute the planned actions.
         seed: seed of the sampler's generator (a planner repeats its plans after ``reset(seed)``).
     """
 
     def __init__(self, model, diffusion: GaussianDiffusion, normalizer: LimitsNormalizer, horizon: int,
                  n_samples: int = 1, ddim_steps: int | None = None, replan_every: int | None = None,
-                 kp: float = 1.0, kd: float = 1.0, control: str = "pd", seed: int = 0, device=None):
+                 kp: float = 1.0, kd: float = 1.0, control: str = "pd", seed: int = 0, device=None,
+                 min_replan_horizon: int | None = None):
         if control not in ("pd", "actions"):
             raise ValueError(f"control must be 'pd' (track the planned states) or 'actions', got {control!r}")
         if normalizer.dim != TRANSITION_DIM:
@@ -163,6 +174,7 @@ class DiffuserPlanner:
         self.horizon, self.n_samples = int(horizon), int(n_samples)
         self.ddim_steps, self.replan_every = ddim_steps, replan_every
         self.kp, self.kd, self.control = float(kp), float(kd), control
+        self.min_replan_horizon = self.horizon // 4 if min_replan_horizon is None else int(min_replan_horizon)
         self.seed = seed
         self.reset()
 
@@ -172,10 +184,15 @@ class DiffuserPlanner:
         self.plan_result: Plan | None = None
         self.goal: np.ndarray | None = None
         self.k = 0          # steps taken since the current plan was made
+        self.t_goal = 0     # steps taken since the current goal was set
         self.n_plans = 0
 
-    def plan(self, state, goal) -> Plan:
-        """Sample plans from ``state: (4,)`` to ``goal: (2,)`` (reached at rest) or ``(4,)``; raw units."""
+    def plan(self, state, goal, horizon: int | None = None) -> Plan:
+        """Sample plans from ``state: (4,)`` to ``goal: (2,)`` (reached at rest) or ``(4,)``; raw units.
+
+        The goal is inpainted at the last index of a plan of ``horizon`` steps (default: the planner's).
+        """
+        horizon = self.horizon if horizon is None else int(horizon)
         state = np.asarray(state, dtype=np.float32).reshape(-1)
         goal = np.asarray(goal, dtype=np.float32).reshape(-1)
         if state.shape != (OBSERVATION_DIM,) or goal.shape not in ((2,), (OBSERVATION_DIM,)):
@@ -184,12 +201,21 @@ class DiffuserPlanner:
         goal_state = np.concatenate([goal, np.zeros(2, np.float32)]) if goal.shape == (2,) else goal
         norm = self.obs_normalizer.normalize
         conditions = {0: torch.as_tensor(norm(state), device=self.device),
-                      self.horizon - 1: torch.as_tensor(norm(goal_state), device=self.device)}
-        x = sample_plans(self.model, self.diffusion, conditions, (self.n_samples, self.horizon, TRANSITION_DIM),
+                      horizon - 1: torch.as_tensor(norm(goal_state), device=self.device)}
+        x = sample_plans(self.model, self.diffusion, conditions, (self.n_samples, horizon, TRANSITION_DIM),
                          ddim_steps=self.ddim_steps, generator=self.generator)
         x = self.normalizer.unnormalize(x.float().cpu()).numpy()
         self.n_plans += 1
         return Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM])
+
+    def replan_horizon(self) -> int:
+        """The horizon of a replan ``t_goal`` steps after the goal was set: the steps left, rounded up.
+
+        ``H - t_goal`` rounded up to a multiple of the network's ``horizon_multiple``, and at least
+        ``min_replan_horizon``; the goal is then due when the first plan said.
+        """
+        m = getattr(self.model, "horizon_multiple", 1)
+        return max(-(-(self.horizon - self.t_goal) // m) * m, self.min_replan_horizon)
 
     def reference(self, k: int) -> np.ndarray:
         """The state to track at plan step ``k``: ``o_{k+1}``, or the plan's last state at rest past its end."""
@@ -201,9 +227,11 @@ class DiffuserPlanner:
     def __call__(self, obs, goal) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64).reshape(-1)
         goal = np.asarray(goal, dtype=np.float64).reshape(-1)
-        new_goal = self.goal is None or not np.array_equal(goal, self.goal)
-        if self.plan_result is None or new_goal or (self.replan_every is not None and self.k >= self.replan_every):
-            self.plan_result, self.goal, self.k = self.plan(obs, goal), goal.copy(), 0
+        if self.plan_result is None or self.goal is None or not np.array_equal(goal, self.goal):
+            self.plan_result, self.goal, self.k, self.t_goal = self.plan(obs, goal), goal.copy(), 0, 0
+        elif self.replan_every is not None and self.k >= self.replan_every:
+            self.plan_result, self.k = self.plan(obs, goal, self.replan_horizon()), 0
+        self.t_goal += 1
         if self.control == "actions":
             actions = self.plan_result.actions[0]
             action = actions[self.k] if self.k < len(actions) else np.zeros(2)
