@@ -225,6 +225,7 @@ class DiffuserPlanner:
         return np.concatenate([seq[-1, :2], np.zeros(2, seq.dtype)])
 
     def __call__(self, obs, goal) -> np.ndarray:
+        """``obs: (4,)``, ``goal: (2,)``  ->  ``action: (2,) float32`` in ``[-1, 1]``; plans when due (see the class)."""
         obs = np.asarray(obs, dtype=np.float64).reshape(-1)
         goal = np.asarray(goal, dtype=np.float64).reshape(-1)
         if self.plan_result is None or self.goal is None or not np.array_equal(goal, self.goal):
