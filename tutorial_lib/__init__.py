@@ -7,7 +7,9 @@ One idea per module:
 - ``langevin``: Langevin and annealed Langevin dynamics.
 - ``score_matching``: denoising score matching, the noise-conditional score network.
 - ``ddpm``: noise schedules, the forward process, DDPM and DDIM sampling.
-- ``nets``: the networks, one per module.
+- ``nets``: the networks, one per module (``TemporalUnet``: Diffuser's denoiser).
+- ``trajectories``: trajectory windows of the maze data, their layout and normalisation.
+- ``diffuser``: Diffuser's inpainting, loss, sampling and its PD-tracking planner.
 - ``metrics``: energy distance, sample-quality ratio.
 - ``training``, ``checkpoint``: the training loop, saving and loading.
 - ``recipes``, ``train``: the book's models and the command that trains them.

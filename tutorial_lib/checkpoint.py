@@ -14,6 +14,7 @@ with ``torch.load(weights_only=True)`` (no pickled objects, no code runs on load
         "step": 20000,                  # optimisation steps done
         "history": {"step": [...], "loss": [...], "wall_time": [...]},
         "rng_state": ByteTensor or None,  # the data/noise generator, for exact resumption
+        "extra": {...},                 # what else the model needs, e.g. a data normaliser (optional)
     }
 """
 
@@ -50,8 +51,12 @@ def config_to_dict(config: Any) -> dict:
 def save_checkpoint(path: str | os.PathLike, *, name: str, config: Any, model: torch.nn.Module,
                     ema_model: torch.nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None, step: int = 0,
-                    history: dict | None = None, rng_state: torch.Tensor | None = None) -> Path:
+                    history: dict | None = None, rng_state: torch.Tensor | None = None,
+                    extra: dict | None = None) -> Path:
     """Write a checkpoint atomically: to a temporary file in the same folder, then rename.
+
+    ``extra`` holds what the model needs beside its weights (e.g. a data normaliser), as plain
+    numbers, lists, strings and tensors so that it loads with ``weights_only=True``.
 
     An interruption (Ctrl-C, a killed job, a full disk) leaves either the old file or the new
     one, never half of one.
@@ -70,6 +75,7 @@ def save_checkpoint(path: str | os.PathLike, *, name: str, config: Any, model: t
         "step": int(step),
         "history": history or {},
         "rng_state": None if rng_state is None else rng_state.cpu(),
+        "extra": extra or {},
     }
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:

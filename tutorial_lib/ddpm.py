@@ -167,16 +167,20 @@ class GaussianDiffusion:
 
     @torch.no_grad()
     def p_sample_loop(self, model: Denoiser, shape: tuple, generator: torch.Generator | None = None,
-                      x_T: torch.Tensor | None = None, return_trajectory: bool = False):
+                      x_T: torch.Tensor | None = None, return_trajectory: bool = False,
+                      condition: Callable[[torch.Tensor], torch.Tensor] | None = None):
         """DDPM sampling (Ho et al., Algorithm 2): ``x_T ~ N(0, I)``, then T ancestral steps.
 
+        ``condition``, if given, is applied to ``x_T`` and after every step (inpainting of known
+        entries, as Diffuser does: ``x <- condition(x)``).
         Returns ``(B, ...)`` samples, or ``(T + 1, B, ...)`` from ``x_T`` to ``x_0`` with
         ``return_trajectory``.
         """
-        x = torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T
+        cond = condition if condition is not None else (lambda x: x)
+        x = cond(torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T)
         traj = [x]
         for t in reversed(range(self.n_diffusion_steps)):
-            x = self.p_sample(model, x, t, generator)
+            x = cond(self.p_sample(model, x, t, generator))
             if return_trajectory:
                 traj.append(x)
         return torch.stack(traj) if return_trajectory else x
@@ -205,7 +209,8 @@ class GaussianDiffusion:
     @torch.no_grad()
     def ddim_sample_loop(self, model: Denoiser, shape: tuple, n_steps: int, eta: float = 0.0,
                          generator: torch.Generator | None = None, x_T: torch.Tensor | None = None,
-                         return_trajectory: bool = False, spacing: str = "uniform"):
+                         return_trajectory: bool = False, spacing: str = "uniform",
+                         condition: Callable[[torch.Tensor], torch.Tensor] | None = None):
         """DDIM sampling (Song, Meng & Ermon 2021, eq. 12) on a subsequence of ``n_steps`` steps.
 
         With ``s`` the next (smaller) step, ``bar-alpha_{-1} = 1``::
@@ -214,10 +219,12 @@ class GaussianDiffusion:
             sigma = eta sqrt((1 - bar-alpha_s) / (1 - bar-alpha_t)) sqrt(1 - bar-alpha_t / bar-alpha_s).
 
         ``eta = 0`` is deterministic; ``eta = 1`` with every step is exactly DDPM. ``spacing``
-        chooses the subsequence (:meth:`ddim_timesteps`).
+        chooses the subsequence (:meth:`ddim_timesteps`). ``condition``, if given, is applied to
+        ``x_T`` and after every step, as in ``p_sample_loop``.
         Returns ``(B, ...)``, or ``(n_steps + 1, B, ...)`` with ``return_trajectory``.
         """
-        x = torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T
+        cond = condition if condition is not None else (lambda x: x)
+        x = cond(torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T)
         steps = self.ddim_timesteps(n_steps, spacing)
         traj = [x]
         for i, t in enumerate(steps):
@@ -230,6 +237,7 @@ class GaussianDiffusion:
             x = a_s.sqrt() * x0 + (1 - a_s - sigma ** 2).clamp(min=0).sqrt() * eps
             if eta > 0 and s >= 0:
                 x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device)
+            x = cond(x)
             if return_trajectory:
                 traj.append(x)
         return torch.stack(traj) if return_trajectory else x

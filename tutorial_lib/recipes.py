@@ -13,18 +13,21 @@ from typing import Callable
 
 import torch
 
-from .assets import verify_file
+from .assets import data_dir, verify_file
 from .checkpoint import load_checkpoint
-
 from .ddpm import GaussianDiffusion, make_beta_schedule
+from .diffuser import diffuser_loss, make_diffusion
+from .envs.maze_data import load_or_generate
 from .nets.mlp import TimeMLP
+from .nets.temporal_unet import TemporalUnet
 from .score_matching import NoiseConditionalScoreNet, dsm_loss
 from .toy_data import sample_dataset, six_mode_mixture
 from .training import TrainConfig, TrainResult, train
+from .trajectories import SPLITS, TRANSITION_DIM, TrajectoryWindows
 from .utils import get_device
 
-__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "Recipe", "RECIPES", "get_recipe", "diffusion_from_config",
-           "train_recipe", "load_pretrained"]
+__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "DiffuserConfig", "Recipe", "RECIPES", "get_recipe",
+           "diffusion_from_config", "train_recipe", "load_pretrained"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,49 @@ class RecapDDPMConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class DiffuserConfig:
+    """Diffuser on a maze2d layout: temporal U-Net, x0-prediction, cosine schedule (Janner et al. 2022).
+
+    Defaults are the paper's U-Maze settings (``config/maze2d.py`` of the reference code): horizon 128,
+    64 diffusion steps, widths 32 x (1, 4, 8), batch 32, lr 2e-4, EMA 0.995, no gradient clipping.
+    Differences: the paper trains 2M steps (we default to 200k); its batch of 32 is accumulated twice
+    per update (``gradient_accumulate_every = 2``); its EMA is updated every 10 steps after the first
+    2000, ours after every step. The data (``n_transitions`` of the waypoint expert, D4RL's size) is
+    generated on first use into ``data/maze/`` and is not shipped.
+    """
+
+    layout: str = "umaze"
+    n_transitions: int = 1_000_000
+    data_seed: int = 0
+    split: str = "goal_exits"
+    horizon: int = 128
+    n_diffusion_steps: int = 64
+    schedule: str = "cosine"
+    dim: int = 32
+    dim_mults: tuple = (1, 4, 8)
+    n_steps: int = 200_000
+    batch_size: int = 32
+    lr: float = 2e-4
+    ema_decay: float = 0.995
+    grad_clip: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"DiffuserConfig.split must be one of {SPLITS}, got {self.split!r}")
+        multiple = 2 ** (len(self.dim_mults) - 1)
+        if self.horizon % multiple:
+            raise ValueError(f"DiffuserConfig.horizon = {self.horizon} must be a multiple of {multiple} "
+                             f"for dim_mults={tuple(self.dim_mults)}")
+        object.__setattr__(self, "dim_mults", tuple(self.dim_mults))
+
+
 def _train_config(cfg) -> TrainConfig:
     return TrainConfig(n_steps=cfg.n_steps, batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay,
                        seed=cfg.seed, checkpoint_every=max(1, min(2_000, cfg.n_steps)),
-                       lr_schedule=getattr(cfg, "lr_schedule", "constant"))
+                       lr_schedule=getattr(cfg, "lr_schedule", "constant"),
+                       grad_clip=getattr(cfg, "grad_clip", 1.0))
 
 
 def diffusion_from_config(cfg: RecapDDPMConfig) -> GaussianDiffusion:
@@ -75,7 +117,14 @@ def diffusion_from_config(cfg: RecapDDPMConfig) -> GaussianDiffusion:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to build, feed and train one of the book's models."""
+    """How to build, feed and train one of the book's models.
+
+    ``training_data(cfg)`` returns a tensor whose rows are the samples, unless ``make_batches`` is
+    given: then ``make_batches(cfg, data, device)`` returns ``sample_batch(batch_size, generator)``.
+    ``extra(cfg, data)``, if given, returns what is saved in the checkpoint beside the weights.
+    ``defaults`` overrides the config class's defaults for this recipe (several recipes may share
+    one config class, e.g. Diffuser on the three mazes).
+    """
 
     name: str
     config_cls: type
@@ -83,16 +132,9 @@ class Recipe:
     build_model: Callable
     training_data: Callable
     make_loss: Callable
-    default_config: Callable | None = None
-
-    def config(self, **overrides):
-        """The recipe's default config, with ``overrides`` applied (unknown fields are named)."""
-        base = self.default_config() if self.default_config is not None else self.config_cls()
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(self.config_cls)}
-        if unknown:
-            raise ValueError(f"unknown config fields for {self.name}: {sorted(unknown)}; "
-                             f"valid: {[f.name for f in dataclasses.fields(self.config_cls)]}")
-        return dataclasses.replace(base, **overrides)
+    make_batches: Callable | None = None
+    extra: Callable | None = None
+    defaults: dict = dataclasses.field(default_factory=dict)
 
     def train_config(self, cfg) -> TrainConfig:
         return _train_config(cfg)
@@ -102,6 +144,14 @@ class Recipe:
 
     def command(self) -> str:
         return f"python -m tutorial_lib.train {self.name}"
+
+    def config(self, **overrides):
+        """The recipe's config: the class defaults, then the recipe's ``defaults``, then ``overrides``."""
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self.config_cls)}
+        if unknown:
+            raise ValueError(f"unknown config fields for {self.name}: {sorted(unknown)}; "
+                             f"valid: {[f.name for f in dataclasses.fields(self.config_cls)]}")
+        return self.config_cls(**{**self.defaults, **overrides})
 
 
 def _dsm_loss(cfg: RecapDSMConfig):
@@ -116,12 +166,32 @@ def _ddpm_loss(cfg: RecapDDPMConfig, device):
 def _ddpm_recipe(name: str, description: str, dataset: str) -> Recipe:
     """A recap DDPM recipe: the same network and loss, trained on ``dataset``."""
     return Recipe(
-        name=name, config_cls=RecapDDPMConfig, description=description,
+        name=name, config_cls=RecapDDPMConfig, description=description, defaults=dict(dataset=dataset),
         build_model=lambda cfg: TimeMLP(dim=2, hidden=cfg.hidden, depth=cfg.depth),
         training_data=lambda cfg: sample_dataset(cfg.dataset, cfg.n_train, torch.Generator().manual_seed(cfg.seed),
                                                  cfg.data_noise),
         make_loss=_ddpm_loss,
-        default_config=lambda: RecapDDPMConfig(dataset=dataset),
+    )
+
+
+def _maze_windows(cfg: DiffuserConfig) -> TrajectoryWindows:
+    path = data_dir() / "maze" / f"{cfg.layout}_{cfg.n_transitions}_seed{cfg.data_seed}.npz"
+    data = load_or_generate(cfg.layout, str(path), n_steps=cfg.n_transitions, seed=cfg.data_seed)
+    return TrajectoryWindows.from_maze_data(data, cfg.horizon, split=cfg.split)
+
+
+def _diffuser_loss(cfg: DiffuserConfig, device):
+    diffusion = make_diffusion(cfg.n_diffusion_steps, cfg.schedule).to(device)
+    return lambda model, x0, g: diffuser_loss(model, diffusion, x0, g)
+
+
+def _diffuser_recipe(name: str, description: str, defaults: dict) -> Recipe:
+    return Recipe(
+        name=name, config_cls=DiffuserConfig, description=description, defaults=defaults,
+        build_model=lambda cfg: TemporalUnet(TRANSITION_DIM, dim=cfg.dim, dim_mults=cfg.dim_mults),
+        training_data=_maze_windows, make_loss=_diffuser_loss,
+        make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
+        extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
     )
 
 
@@ -138,6 +208,15 @@ RECIPES: dict[str, Recipe] = {
     "recap-ddpm-swissroll": _ddpm_recipe(
         "recap-ddpm-swissroll", "the same DDPM on the 2D swiss roll, a hard case for few-step sampling (Chapter 1)",
         "swiss_roll"),
+    "maze-umaze-diffuser": _diffuser_recipe(
+        "maze-umaze-diffuser", "Diffuser, temporal U-Net on U-Maze windows, H 128, T 64 (Diffuser chapter)",
+        dict(layout="umaze")),
+    "maze-medium-diffuser": _diffuser_recipe(
+        "maze-medium-diffuser", "Diffuser on Medium maze windows, H 256, T 256 (Diffuser chapter)",
+        dict(layout="medium", n_transitions=2_000_000, horizon=256, n_diffusion_steps=256)),
+    "maze-large-diffuser": _diffuser_recipe(
+        "maze-large-diffuser", "Diffuser on Large maze windows, H 384, T 256 (Diffuser chapter)",
+        dict(layout="large", n_transitions=4_000_000, horizon=384, n_diffusion_steps=256)),
 }
 
 
@@ -160,15 +239,20 @@ def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | No
     device = get_device(device)
     torch.manual_seed(cfg.seed)  # network initialisation
     model = recipe.build_model(cfg)
-    data = recipe.training_data(cfg).to(device)
+    data = recipe.training_data(cfg)
+    if recipe.make_batches is not None:
+        sample_batch = recipe.make_batches(cfg, data, device)
+    else:
+        data = data.to(device)
 
-    def sample_batch(batch_size, generator):
-        idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)
-        return data[idx]
+        def sample_batch(batch_size, generator):
+            idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)
+            return data[idx]
 
+    extra = recipe.extra(cfg, data) if recipe.extra is not None else None
     return train(model, recipe.make_loss(cfg, device), sample_batch, recipe.train_config(cfg), name=name,
                  recipe_config=cfg, checkpoint_path=checkpoint_path, device=device, progress=progress,
-                 hint=f"re-create it with: {recipe.command()}")
+                 hint=f"re-create it with: {recipe.command()}", extra=extra)
 
 
 def load_pretrained(name: str, device=None, ema: bool = True):

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.list or not args.recipe:
         for name, r in RECIPES.items():
-            print(f"{name:16s} {r.description}  ->  data/{r.default_path()}")
+            print(f"{name:20s} {r.description}  ->  data/{r.default_path()}")
         return 0
     recipe = get_recipe(args.recipe)
     default = data_dir() / recipe.default_path()

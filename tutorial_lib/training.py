@@ -88,7 +88,7 @@ def train(model: torch.nn.Module,
           sample_batch: Callable[[int, torch.Generator], Any],
           config: TrainConfig, *, name: str, recipe_config: Any = None,
           checkpoint_path: str | Path | None = None, device: str | torch.device | None = None,
-          progress: bool = True, hint: str = "") -> TrainResult:
+          progress: bool = True, hint: str = "", extra: dict | None = None) -> TrainResult:
     """Train ``model`` to minimise ``loss_fn(model, sample_batch(batch_size, generator), generator)``.
 
     Args:
@@ -102,6 +102,7 @@ def train(model: torch.nn.Module,
         checkpoint_path: where to save; if the file exists the run resumes from it.
         device: ``None`` picks cuda, then mps, then cpu.
         progress: show a ``tqdm`` progress bar.
+        extra: saved in every checkpoint beside the weights (e.g. the data normaliser).
     Returns:
         A :class:`TrainResult`; ``history`` holds ``step``, ``loss`` (mean over ``log_every``
         steps) and ``wall_time`` (seconds since the start of training, summed over resumptions).
@@ -133,7 +134,7 @@ def train(model: torch.nn.Module,
             hist = dict(history, pending=[running, n_running]) if n_running else history
             save_checkpoint(checkpoint_path, name=name, config=recipe_config, model=model,
                             ema_model=ema_model, optimizer=optimizer, step=step, history=hist,
-                            rng_state=generator.get_state())
+                            rng_state=generator.get_state(), extra=extra)
 
     elapsed0 = history["wall_time"][-1] if history["wall_time"] else 0.0
     t0 = time.perf_counter()

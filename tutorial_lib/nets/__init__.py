@@ -2,5 +2,6 @@
 
 from .embeddings import SinusoidalEmbedding
 from .mlp import TimeMLP
+from .temporal_unet import TemporalUnet
 
-__all__ = ["SinusoidalEmbedding", "TimeMLP"]
+__all__ = ["SinusoidalEmbedding", "TimeMLP", "TemporalUnet"]

@@ -1,0 +1,287 @@
+"""Diffuser: windows and normalisation, inpainting, the training loss, the planner, the recipe."""
+
+import numpy as np
+import pytest
+import torch
+
+from tutorial_lib.diffuser import (DiffuserPlanner, Plan, apply_conditioning, diffuser_loss, load_diffuser,
+                                   make_diffusion, sample_plans, start_goal_conditions)
+from tutorial_lib.envs.maze import point_mass_step
+from tutorial_lib.envs.maze_data import generate_dataset
+from tutorial_lib.envs.maze_expert import evaluate_policy, make_eval_pairs
+from tutorial_lib.envs.maze_grid import MazeGrid
+from tutorial_lib.nets import TemporalUnet
+from tutorial_lib.recipes import DiffuserConfig, get_recipe
+from tutorial_lib.recipes import train_recipe
+from tutorial_lib.training import TrainConfig, train
+from tutorial_lib.trajectories import (LimitsNormalizer, TrajectoryWindows, make_transitions, split_stream,
+                                       window_starts)
+
+UMAZE = "tutorial_lib/PointMaze-UMaze-v0"
+
+
+@pytest.fixture(scope="module")
+def umaze_data():
+    return generate_dataset("umaze", 6_000, seed=3)
+
+
+def tiny_unet(seed=0):
+    torch.manual_seed(seed)
+    return TemporalUnet(transition_dim=6, dim=8, dim_mults=(1, 2, 4)).eval()
+
+
+# ----------------------------------------------------------------------------- normalisation, layout, windows
+def test_normalizer_maps_the_data_range_to_minus_one_one_and_back():
+    x = torch.randn(500, 6) * torch.tensor([1.0, 2, 3, 4, 5, 6]) + 7
+    n = LimitsNormalizer.fit(x)
+    y = n.normalize(x)
+    assert torch.allclose(y.min(0).values, -torch.ones(6)) and torch.allclose(y.max(0).values, torch.ones(6))
+    assert torch.allclose(n.unnormalize(y), x, atol=1e-5)
+    # numpy in, numpy out; a saved and reloaded normaliser gives the same numbers
+    arr = x.numpy()[:10]
+    again = LimitsNormalizer.from_state_dict(n.state_dict())
+    assert isinstance(again.normalize(arr), np.ndarray)
+    np.testing.assert_allclose(again.unnormalize(again.normalize(arr)), arr, atol=1e-5)
+    assert all(isinstance(v, float) for v in n.state_dict()["lo"])
+
+
+def test_normalizer_constant_column_and_errors():
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    n = LimitsNormalizer.fit(x)
+    assert torch.isfinite(n.normalize(x)).all()
+    assert torch.equal(n.normalize(x)[:, 1], -torch.ones(2))
+    with pytest.raises(ValueError, match="expected 2 numbers in the last axis"):
+        n.normalize(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="hi > lo"):
+        LimitsNormalizer([0.0, 1.0], [1.0, 1.0])
+
+
+def test_transitions_are_actions_then_observations(umaze_data):
+    x = make_transitions(umaze_data)
+    assert x.shape == (6_000, 6) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, :2], umaze_data["actions"])
+    np.testing.assert_array_equal(x[:, 2:], umaze_data["observations"])
+
+
+def test_window_starts_stay_inside_paths():
+    paths = np.array([[0, 5], [5, 7], [7, 20]])
+    starts = window_starts(paths, 3)
+    np.testing.assert_array_equal(starts, [0, 1, 2] + list(range(7, 18)))
+    assert len(window_starts(paths, 14)) == 0
+    assert len(window_starts(paths, 13)) == 1
+
+
+def test_sampled_windows_never_cross_path_boundaries():
+    # column 0 numbers the rows, column 1 names the path: a window crossing a cut would mix two names
+    paths = np.array([[0, 40], [40, 45], [45, 100], [100, 117]])
+    rows = np.arange(117, dtype=np.float32)
+    path_id = np.repeat(np.arange(4), np.diff(paths).ravel()).astype(np.float32)
+    transitions = np.stack([rows, path_id, *np.zeros((4, 117), np.float32)], axis=1)
+    windows = TrajectoryWindows(transitions, paths, horizon=16, normalizer=LimitsNormalizer([0.0] * 6, [1.0] * 6))
+    assert len(windows) == 25 + 0 + 40 + 2
+    x = windows.sample_batch(2_000, torch.Generator().manual_seed(0))
+    assert x.shape == (2_000, 16, 6)
+    raw = windows.normalizer.unnormalize(x)
+    assert torch.equal(raw[:, 1:, 0] - raw[:, :-1, 0], torch.ones(2_000, 15))      # consecutive rows
+    assert (raw[:, :, 1] == raw[:, :1, 1]).all()                                    # one path each
+    assert set(raw[:, 0, 1].long().tolist()) == {0, 2, 3}                           # path 1 is too short
+
+
+def test_maze_windows_follow_the_dynamics_and_avoid_goal_exits(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=32)
+    paths = split_stream(umaze_data, "goal_exits")
+    cuts = paths[1:, 0]
+    s = windows.starts.numpy()
+    assert not ((s[:, None] < cuts[None, :]) & (cuts[None, :] < s[:, None] + 32)).any()
+    grid = MazeGrid.from_layout("umaze")
+    walls = tuple(tuple(bool(w) for w in row) for row in grid.walls)
+    x = windows.normalizer.unnormalize(windows.sample_batch(4, torch.Generator().manual_seed(1))).double().numpy()
+    for w in x:
+        for t in range(31):
+            pos, vel = point_mass_step(walls, tuple(w[t, 2:4]), tuple(w[t, 4:6]), tuple(w[t, :2]))
+            np.testing.assert_allclose(pos + vel, w[t + 1, 2:], atol=2e-3)
+    with pytest.raises(ValueError, match="no path is at least horizon"):
+        TrajectoryWindows.from_maze_data(umaze_data, horizon=2_000, split="arrivals")
+    with pytest.raises(ValueError, match="unknown split 'episodes'"):
+        split_stream(umaze_data, "episodes")
+
+
+# ----------------------------------------------------------------------------- inpainting
+def test_apply_conditioning_overwrites_only_the_given_states():
+    x = torch.randn(3, 8, 6)
+    start, goal, via = torch.randn(3, 4), torch.randn(4), torch.randn(4)
+    y = apply_conditioning(x, {0: start, 7: goal, 3: via})
+    assert torch.equal(y[:, 0, 2:], start) and torch.equal(y[:, 7, 2:], goal.expand(3, 4))
+    assert torch.equal(y[:, 3, 2:], via.expand(3, 4))
+    mask = torch.ones(3, 8, 6, dtype=torch.bool)
+    mask[:, [0, 3, 7], 2:] = False
+    assert torch.equal(y[mask], x[mask])          # actions and the other states untouched
+    assert not torch.equal(x[:, 0, 2:], start)    # the input is not modified
+    assert torch.equal(apply_conditioning(x, {-1: goal})[:, 7, 2:], goal.expand(3, 4))
+
+
+def test_apply_conditioning_errors():
+    x = torch.zeros(2, 8, 6)
+    with pytest.raises(ValueError, match="time index 8 lies outside the horizon H = 8"):
+        apply_conditioning(x, {8: torch.zeros(4)})
+    with pytest.raises(ValueError, match=r"condition at t = 0 must be an observation of shape \(4,\) or \(2, 4\)"):
+        apply_conditioning(x, {0: torch.zeros(6)})
+
+
+@pytest.mark.parametrize("ddim_steps", [None, 5])
+def test_conditioned_entries_are_exact_after_every_denoising_step(ddim_steps):
+    net, diffusion = tiny_unet(), make_diffusion(10)
+    cond = {0: torch.tensor([0.1, -0.2, 0.3, 0.0]), 15: torch.tensor([-0.5, 0.5, 0.0, 0.0]),
+            6: torch.tensor([0.7, 0.7, 0.1, -0.1])}
+    traj = sample_plans(net, diffusion, cond, (4, 16, 6), ddim_steps=ddim_steps,
+                        generator=torch.Generator().manual_seed(0), return_trajectory=True)
+    assert traj.shape == ((ddim_steps or 10) + 1, 4, 16, 6)
+    for t, value in cond.items():
+        assert torch.equal(traj[:, :, t, 2:], value.expand(traj.shape[0], 4, 4)), f"state {t} drifted"
+    # everything else is sampled: it moves between steps and differs between samples
+    assert not torch.equal(traj[1, :, 1:6], traj[-1, :, 1:6])
+    assert not torch.equal(traj[-1, 0], traj[-1, 1])
+    assert traj[-1].abs().max() <= 1.0 + 1e-6      # x0 estimates are clipped to the data range
+
+
+def test_training_loss_conditions_the_input_and_ignores_conditioned_outputs():
+    diffusion = make_diffusion(10)
+    x0 = torch.rand(5, 16, 6) * 2 - 1
+    seen = {}
+
+    def oracle(x_t, t):
+        seen["x_t"] = x_t
+        out = x0.clone()
+        out[:, 0, 2:] = 100.0        # wrong where the conditions will overwrite it
+        out[:, -1, 2:] = -100.0
+        return out
+
+    loss = diffuser_loss(oracle, diffusion, x0, torch.Generator().manual_seed(0))
+    assert loss.item() == 0.0
+    assert torch.equal(seen["x_t"][:, 0, 2:], x0[:, 0, 2:]) and torch.equal(seen["x_t"][:, -1, 2:], x0[:, -1, 2:])
+    assert not torch.equal(seen["x_t"][:, 1:-1], x0[:, 1:-1])   # the rest is noised
+    cond = start_goal_conditions(x0)
+    assert sorted(cond) == [0, 15]
+
+
+def test_training_loss_decreases(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=16)
+    diffusion = make_diffusion(10)
+    x0 = windows.sample_batch(256, torch.Generator().manual_seed(5))
+
+    def held_out_loss(model):  # same windows, steps and noise for every model
+        with torch.no_grad():
+            return diffuser_loss(model, diffusion, x0, torch.Generator().manual_seed(6)).item()
+
+    torch.manual_seed(0)
+    net = TemporalUnet(transition_dim=6, dim=16, dim_mults=(1, 2))
+    cfg = TrainConfig(n_steps=60, batch_size=32, lr=3e-3, ema_decay=0.9, log_every=10, seed=0)
+    res = train(net, lambda m, x, g: diffuser_loss(m, diffusion, x, g), windows.sample_batch, cfg,
+                name="test-diffuser", progress=False, device="cpu")
+    losses = res.history["loss"]
+    assert losses[-1] < 0.7 * losses[0], losses
+    # better than predicting the mean window (zeros in normalised units), which a stalled net would do
+    assert held_out_loss(res.model) < 0.75 * held_out_loss(lambda x, t: torch.zeros_like(x))
+
+
+# ----------------------------------------------------------------------------- planner
+def test_planner_runs_end_to_end_on_umaze(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=16)
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(8), windows.normalizer, horizon=16, n_samples=3,
+                              ddim_steps=4, replan_every=60, device="cpu")
+    pairs = make_eval_pairs("umaze", 2, seed=0)
+    result = evaluate_policy(UMAZE, planner, pairs)
+    assert result.returns.shape == (2,) and result.success.dtype == bool
+    assert planner.n_plans == 5                       # 300 steps, a new plan every 60
+    plan = planner.plan_result
+    assert isinstance(plan, Plan)
+    assert plan.observations.shape == (3, 4, 4) and plan.actions.shape == (3, 4, 2)   # the shortest replan
+    assert np.isfinite(plan.observations).all()
+    lo, hi = windows.normalizer.lo.numpy(), windows.normalizer.hi.numpy()
+    assert (plan.observations >= lo[2:] - 1e-4).all() and (plan.observations <= hi[2:] + 1e-4).all()
+
+
+def test_plan_starts_at_the_state_and_ends_at_the_goal_at_rest(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=16)
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(8), windows.normalizer, horizon=16, device="cpu")
+    state, goal = np.array([3.0, 1.1, 0.5, -0.2]), np.array([1.0, 1.0])
+    plan = planner.plan(state, goal)
+    np.testing.assert_allclose(plan.observations[0, 0], state, atol=1e-5)
+    np.testing.assert_allclose(plan.observations[0, -1], [1.0, 1.0, 0.0, 0.0], atol=1e-5)
+    # the same seed gives the same plan
+    planner.reset()
+    np.testing.assert_array_equal(planner.plan(state, goal).observations, plan.observations)
+
+
+def test_pd_law_tracks_the_next_planned_state(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=16)
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(8), windows.normalizer, horizon=16, kp=2.0, kd=0.5,
+                              device="cpu")
+    obs, goal = np.array([3.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    action = planner(obs, goal)
+    r = planner.plan_result.observations[0, 1]
+    expected = np.clip(2.0 * (r[:2] - obs[:2]) + 0.5 * (r[2:] - obs[2:]), -1, 1)
+    np.testing.assert_allclose(action, expected, rtol=1e-5, atol=1e-6)
+    assert planner.n_plans == 1
+    planner(obs, goal)
+    assert planner.n_plans == 1                      # open loop: no new plan for the same goal
+    planner(obs, np.array([3.0, 3.0]))
+    assert planner.n_plans == 2                      # a new goal: a new plan
+    last = planner.plan_result.observations[0, -1]
+    np.testing.assert_allclose(planner.reference(40), [last[0], last[1], 0.0, 0.0])
+
+
+def test_replans_keep_the_first_plans_arrival_time(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=32)
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(4), windows.normalizer, horizon=32, replan_every=8,
+                              device="cpu")
+    goal, horizons, starts = np.array([1.0, 1.0]), [], []
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        obs = np.array([3.0, 1.0, 0.0, 0.0]) + rng.uniform(-0.1, 0.1, 4)
+        planner(obs, goal)
+        if planner.k == 1:
+            horizons.append(planner.plan_result.observations.shape[1])
+            starts.append((obs, planner.plan_result.observations[0, 0]))
+    assert horizons == [32, 24, 16, 8, 8]            # 32 - steps taken, never below H // 4
+    for obs, first in starts:
+        np.testing.assert_allclose(first, obs, atol=1e-5)
+
+
+def test_planner_rejects_bad_arguments(umaze_data):
+    n = LimitsNormalizer.fit(make_transitions(umaze_data))
+    with pytest.raises(ValueError, match="control must be 'pd'"):
+        DiffuserPlanner(tiny_unet(), make_diffusion(8), n, horizon=16, control="torque")
+    with pytest.raises(ValueError, match="normalizer must cover the 6 transition coordinates"):
+        DiffuserPlanner(tiny_unet(), make_diffusion(8), n.sub(2, 6), horizon=16)
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(8), n, horizon=16, device="cpu")
+    with pytest.raises(ValueError, match=r"state must be \(x, y, vx, vy\)"):
+        planner.plan(np.zeros(2), np.zeros(2))
+
+
+# ----------------------------------------------------------------------------- recipe
+def test_config_checks():
+    with pytest.raises(ValueError, match="horizon = 130 must be a multiple of 4"):
+        DiffuserConfig(horizon=130)
+    with pytest.raises(ValueError, match="split must be one of"):
+        DiffuserConfig(split="episodes")
+    large = get_recipe("maze-large-diffuser").config()
+    assert (large.layout, large.horizon, large.n_diffusion_steps) == ("large", 384, 256)
+    umaze = get_recipe("maze-umaze-diffuser").config()
+    assert (umaze.horizon, umaze.n_diffusion_steps, umaze.dim, umaze.dim_mults) == (128, 64, 32, (1, 4, 8))
+    assert (umaze.lr, umaze.batch_size, umaze.ema_decay) == (2e-4, 32, 0.995)
+
+
+def test_recipe_trains_saves_the_normalizer_and_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUTORIAL_LIB_DATA", str(tmp_path / "data"))
+    cfg = get_recipe("maze-umaze-diffuser").config(
+        n_transitions=3_000, horizon=16, n_diffusion_steps=8, dim=8, dim_mults=(1, 2), n_steps=20, batch_size=8)
+    path = tmp_path / "umaze.pt"
+    result = train_recipe("maze-umaze-diffuser", cfg, checkpoint_path=path, device="cpu", progress=False)
+    assert result.step == 20 and (tmp_path / "data" / "maze" / "umaze_3000_seed0.npz").is_file()
+    ckpt = torch.load(path, weights_only=True)
+    assert len(ckpt["extra"]["normalizer"]["lo"]) == 6
+    model, diffusion, normalizer, loaded_cfg = load_diffuser("maze-umaze-diffuser", path=path, device="cpu")
+    assert loaded_cfg == cfg and diffusion.n_diffusion_steps == 8 and diffusion.prediction == "x0"
+    assert normalizer.state_dict() == ckpt["extra"]["normalizer"]
+    assert model(torch.zeros(1, 16, 6), torch.zeros(1, dtype=torch.long)).shape == (1, 16, 6)

@@ -1,0 +1,269 @@
+"""Diffuser (Janner et al. 2022): plan by sampling whole trajectories, condition by inpainting.
+
+A diffusion model over trajectory windows ``x: (B, H, D)`` (layout ``x[:, t] = [a_t, o_t]``, see
+``trajectories``) is trained to predict the clean window ``x_0`` (not the noise) under a cosine
+schedule. A plan from state ``s`` to goal ``g`` is a sample conditioned by *inpainting*: the known
+states are written into the trajectory,
+
+    x[:, 0, obs] = s,   x[:, H - 1, obs] = g   (normalised),
+
+in the initial noise ``x_T`` and again after every denoising step, so the network only ever fills in
+the rest (Janner et al. 2022, Algorithm 1; ``apply_conditioning``). Training does the
+same: the noisy window and the network's estimate get the window's own first and last states.
+
+The planner then follows the planned *states* with a PD law, as Diffuser's maze2d script
+(``scripts/plan_maze2d.py``) does: at step ``k`` of the plan, with reference ``r = o_{k+1}`` (after the
+plan's end, its last state at rest),
+
+    a = k_p (r_pos - pos) + k_d (r_vel - vel),    k_p = k_d = 1,
+
+clipped to ``[-1, 1]`` by the environment. Executing the plan's own actions instead is an option
+(``control="actions"``); it is reported to score far lower (normalized scores 6.3 / 13.5 / 6.3 in
+maze2d U-Maze / Medium / Large, in the Diffusion Forcing paper, Chen et al. 2024).
+
+Far and near goals. A first plan writes the goal at index ``H - 1`` whatever its distance. A goal the
+ball cannot reach in ``H`` steps at the speeds in the data makes an out-of-distribution request: the
+sampled path hurries and may cut corners, and the ball lags behind the plan; after ``H`` steps the PD
+law keeps pulling it to the plan's last state (the goal). A near goal is reached late: the training
+windows always last ``H`` steps, so the plan takes about that long (it wanders on the way). Replanning
+(``replan_every``) re-inpaints the current state, corrects the drift and keeps the first plan's
+arrival time; a longer planning horizon (any multiple of 4, the U-Net being convolutional; Diffuser
+uses 384 in the large maze) makes room for long paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .ddpm import GaussianDiffusion, make_beta_schedule
+from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
+from .utils import get_device
+
+__all__ = ["apply_conditioning", "start_goal_conditions", "make_diffusion", "diffuser_loss", "sample_plans",
+           "Plan", "DiffuserPlanner", "load_diffuser"]
+
+
+def apply_conditioning(x: torch.Tensor, conditions: dict, action_dim: int = ACTION_DIM) -> torch.Tensor:
+    """Inpaint known states: ``x[:, t, action_dim:] = conditions[t]`` for every time index ``t``.
+
+    Args:
+        x: ``(B, H, D)`` trajectories ``[a_t, o_t]`` (normalised).
+        conditions: ``{t: value}`` with ``t`` an int in ``[-H, H)`` (e.g. 0 the start, ``H - 1`` the goal,
+            others via-points) and ``value`` the normalised observation, ``(D - action_dim,)`` or
+            ``(B, D - action_dim)``.
+    Returns:
+        A copy of ``x`` with those entries replaced (actions are never conditioned).
+    """
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (B, H, D), got {tuple(x.shape)}")
+    B, H, D = x.shape
+    obs_dim = D - action_dim
+    out = x.clone()
+    for t, value in conditions.items():
+        t = int(t)
+        if not -H <= t < H:
+            raise ValueError(f"condition time index {t} lies outside the horizon H = {H}; use 0 .. {H - 1}")
+        value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        if value.shape not in ((obs_dim,), (B, obs_dim)):
+            raise ValueError(f"condition at t = {t} must be an observation of shape ({obs_dim},) or ({B}, {obs_dim}) "
+                             f"(normalised), got {tuple(value.shape)}")
+        out[:, t, action_dim:] = value
+    return out
+
+
+def start_goal_conditions(x0: torch.Tensor, action_dim: int = ACTION_DIM) -> dict:
+    """The conditions Diffuser trains with (``GoalDataset``): the window's first and last states.
+
+    ``x0: (B, H, D)``  ->  ``{0: (B, obs), H - 1: (B, obs)}``.
+    """
+    return {0: x0[:, 0, action_dim:], x0.shape[1] - 1: x0[:, -1, action_dim:]}
+
+
+def make_diffusion(n_diffusion_steps: int, schedule: str = "cosine") -> GaussianDiffusion:
+    """Diffuser's process: cosine schedule, the network predicts ``x_0``, estimates clipped to ``[-1, 1]``."""
+    return GaussianDiffusion(make_beta_schedule(schedule, n_diffusion_steps), prediction="x0", clip_denoised=1.0)
+
+
+def diffuser_loss(model, diffusion: GaussianDiffusion, x0: torch.Tensor, generator: torch.Generator | None = None,
+                  action_dim: int = ACTION_DIM) -> torch.Tensor:
+    """``E || x_0 - c(f(c(x_t), t)) ||^2`` with ``c`` inpainting the window's own start and goal states.
+
+    As in ``diffuser/models/diffusion.py`` (``p_losses``): the condition is applied to the noisy
+    window before the network sees it and to the network's estimate, so the known entries cost
+    nothing and the loss is spent on the rest. ``x0: (B, H, D)`` normalised windows.
+    """
+    conditions = start_goal_conditions(x0, action_dim)
+
+    def condition(x):
+        return apply_conditioning(x, conditions, action_dim)
+
+    return diffusion.training_loss(lambda x, t: condition(model(x, t)), x0, generator, condition=condition)
+
+
+@torch.no_grad()
+def sample_plans(model, diffusion: GaussianDiffusion, conditions: dict, shape: tuple,
+                 ddim_steps: int | None = None, eta: float = 0.0, generator: torch.Generator | None = None,
+                 action_dim: int = ACTION_DIM, return_trajectory: bool = False) -> torch.Tensor:
+    """Sample trajectories ``(B, H, D)`` (normalised) with the conditions inpainted at every step.
+
+    ``ddim_steps=None`` runs DDPM through all ``n_diffusion_steps`` (as Diffuser does); an int runs DDIM
+    (``eta``) on that many steps. With ``return_trajectory`` returns every intermediate ``x``,
+    ``(n_steps + 1, B, H, D)``, from the conditioned noise to the plan.
+    """
+    def condition(x):
+        return apply_conditioning(x, conditions, action_dim)
+
+    if ddim_steps is None:
+        return diffusion.p_sample_loop(model, shape, generator, return_trajectory=return_trajectory,
+                                       condition=condition)
+    return diffusion.ddim_sample_loop(model, shape, ddim_steps, eta=eta, generator=generator,
+                                      return_trajectory=return_trajectory, condition=condition)
+
+
+@dataclass
+class Plan:
+    """A sampled plan in raw units: ``observations: (n_samples, H, 4)``, ``actions: (n_samples, H, 2)``."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+
+
+class DiffuserPlanner:
+    """A policy ``action = planner(obs, goal)`` that plans with Diffuser and tracks the plan.
+
+    Plans on the first call after ``reset()``, when the goal changes, and every ``replan_every`` steps
+    (``None``: open loop, plan once, Diffuser's maze2d setting). Samples ``n_samples`` plans and follows
+    the first. Works with ``maze_expert.evaluate_policy``.
+
+    Replanning keeps the deadline of the first plan: ``k`` steps after the goal was set, it plans
+    over the ``H - k`` steps left (``replan_horizon``; the U-Net takes any multiple of 4). Replanning
+    over ``H`` steps again would postpone the arrival at every replan: the data's windows always take
+    all ``H`` steps, so such a planner chases a goal that keeps receding. (Inpainting the goal from
+    index ``H - 1 - k`` to the end instead asks for a ball at rest for many steps, which the data never
+    shows; the plans it gives on U-Maze break apart.)
+
+    Args:
+        model: the trained denoiser ``f(x, t)`` (e.g. ``TemporalUnet``), in eval mode.
+        diffusion: its ``GaussianDiffusion`` (``make_diffusion``).
+        normalizer: ``LimitsNormalizer`` of the ``D = 6`` transition coordinates.
+        horizon: planning horizon H (a multiple of the U-Net's ``horizon_multiple``).
+        ddim_steps: ``None`` for DDPM with every step, else DDIM with this many steps (``eta = 0``).
+        kp, kd: PD gains on the position and velocity errors (Diffuser's maze2d script: 1 and 1). On
+            our U-Maze the ball lags behind such a plan; with a small model (dim 16, 27k steps, open
+            loop, 20 fixed-goal pairs) every goal was reached with both, at a return of 138 with
+            ``kp = 1`` and 192 with ``kp = 10`` (the data controller's gain), the expert's being 195.
+        min_replan_horizon: shortest horizon of a replan (default ``H // 4``).
+        control: ``"pd"`` to track the planned states, ``"actions"`` to execute the planned actions.
+        seed: seed of the sampler's generator (a planner repeats its plans after ``reset(seed)``).
+    """
+
+    def __init__(self, model, diffusion: GaussianDiffusion, normalizer: LimitsNormalizer, horizon: int,
+                 n_samples: int = 1, ddim_steps: int | None = None, replan_every: int | None = None,
+                 kp: float = 1.0, kd: float = 1.0, control: str = "pd", seed: int = 0, device=None,
+                 min_replan_horizon: int | None = None):
+        if control not in ("pd", "actions"):
+            raise ValueError(f"control must be 'pd' (track the planned states) or 'actions', got {control!r}")
+        if normalizer.dim != TRANSITION_DIM:
+            raise ValueError(f"normalizer must cover the {TRANSITION_DIM} transition coordinates [a, o], "
+                             f"got {normalizer.dim}")
+        if replan_every is not None and not 1 <= replan_every:
+            raise ValueError(f"replan_every must be None (open loop) or >= 1, got {replan_every}")
+        self.device = get_device(device)
+        self.model, self.diffusion = model.to(self.device).eval(), diffusion.to(self.device)
+        self.normalizer, self.obs_normalizer = normalizer, normalizer.sub(ACTION_DIM, TRANSITION_DIM)
+        self.horizon, self.n_samples = int(horizon), int(n_samples)
+        self.ddim_steps, self.replan_every = ddim_steps, replan_every
+        self.kp, self.kd, self.control = float(kp), float(kd), control
+        self.min_replan_horizon = self.horizon // 4 if min_replan_horizon is None else int(min_replan_horizon)
+        self.seed = seed
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the plan; reseed the sampler with ``seed`` (default: the constructor's)."""
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else seed)
+        self.plan_result: Plan | None = None
+        self.goal: np.ndarray | None = None
+        self.k = 0          # steps taken since the current plan was made
+        self.t_goal = 0     # steps taken since the current goal was set
+        self.n_plans = 0
+
+    def plan(self, state, goal, horizon: int | None = None) -> Plan:
+        """Sample plans from ``state: (4,)`` to ``goal: (2,)`` (reached at rest) or ``(4,)``; raw units.
+
+        The goal is inpainted at the last index of a plan of ``horizon`` steps (default: the planner's).
+        """
+        horizon = self.horizon if horizon is None else int(horizon)
+        state = np.asarray(state, dtype=np.float32).reshape(-1)
+        goal = np.asarray(goal, dtype=np.float32).reshape(-1)
+        if state.shape != (OBSERVATION_DIM,) or goal.shape not in ((2,), (OBSERVATION_DIM,)):
+            raise ValueError(f"state must be (x, y, vx, vy) and goal (x, y) or (x, y, vx, vy), got shapes "
+                             f"{state.shape} and {goal.shape}")
+        goal_state = np.concatenate([goal, np.zeros(2, np.float32)]) if goal.shape == (2,) else goal
+        norm = self.obs_normalizer.normalize
+        conditions = {0: torch.as_tensor(norm(state), device=self.device),
+                      horizon - 1: torch.as_tensor(norm(goal_state), device=self.device)}
+        x = sample_plans(self.model, self.diffusion, conditions, (self.n_samples, horizon, TRANSITION_DIM),
+                         ddim_steps=self.ddim_steps, generator=self.generator)
+        x = self.normalizer.unnormalize(x.float().cpu()).numpy()
+        self.n_plans += 1
+        return Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM])
+
+    def replan_horizon(self) -> int:
+        """The horizon of a replan ``t_goal`` steps after the goal was set: the steps left, rounded up.
+
+        ``H - t_goal`` rounded up to a multiple of the network's ``horizon_multiple``, and at least
+        ``min_replan_horizon``; the goal is then due when the first plan said.
+        """
+        m = getattr(self.model, "horizon_multiple", 1)
+        return max(-(-(self.horizon - self.t_goal) // m) * m, self.min_replan_horizon)
+
+    def reference(self, k: int) -> np.ndarray:
+        """The state to track at plan step ``k``: ``o_{k+1}``, or the plan's last state at rest past its end."""
+        seq = self.plan_result.observations[0]
+        if k + 1 < len(seq):
+            return seq[k + 1]
+        return np.concatenate([seq[-1, :2], np.zeros(2, seq.dtype)])
+
+    def __call__(self, obs, goal) -> np.ndarray:
+        """``obs: (4,)``, ``goal: (2,)``  ->  ``action: (2,) float32`` in ``[-1, 1]``; plans when due (see the class)."""
+        obs = np.asarray(obs, dtype=np.float64).reshape(-1)
+        goal = np.asarray(goal, dtype=np.float64).reshape(-1)
+        if self.plan_result is None or self.goal is None or not np.array_equal(goal, self.goal):
+            self.plan_result, self.goal, self.k, self.t_goal = self.plan(obs, goal), goal.copy(), 0, 0
+        elif self.replan_every is not None and self.k >= self.replan_every:
+            self.plan_result, self.k = self.plan(obs, goal, self.replan_horizon()), 0
+        self.t_goal += 1
+        if self.control == "actions":
+            actions = self.plan_result.actions[0]
+            action = actions[self.k] if self.k < len(actions) else np.zeros(2)
+        else:
+            r = self.reference(self.k)
+            action = self.kp * (r[:2] - obs[:2]) + self.kd * (r[2:] - obs[2:])
+        self.k += 1
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def load_diffuser(name: str = "maze-umaze-diffuser", path=None, device=None, ema: bool = True):
+    """Load a trained Diffuser recipe: ``(model, diffusion, normalizer, config)``.
+
+    ``path=None`` reads the shipped checkpoint ``data/checkpoints/<name>.pt`` (checked against the
+    manifest); a path reads that file. The normaliser comes from the checkpoint's ``extra`` entry.
+    """
+    from .checkpoint import load_checkpoint
+    from .recipes import get_recipe
+    from .recipes import load_pretrained
+
+    recipe = get_recipe(name)
+    if path is None:
+        model, ckpt = load_pretrained(name, device=device, ema=ema)
+    else:
+        ckpt = load_checkpoint(path, name=name, hint=f"re-create it with: {recipe.command()}")
+        model = recipe.build_model(recipe.config_cls(**ckpt["config"]))
+        model.load_state_dict(ckpt["ema_state"] if ema and ckpt["ema_state"] is not None else ckpt["model_state"])
+        model = model.to(get_device(device)).eval()
+    cfg = recipe.config_cls(**ckpt["config"])
+    normalizer = LimitsNormalizer.from_state_dict(ckpt["extra"]["normalizer"])
+    return model, make_diffusion(cfg.n_diffusion_steps, cfg.schedule), normalizer, cfg

@@ -1,0 +1,164 @@
+"""The temporal U-Net of Diffuser (Janner et al. 2022): a 1D convolutional U-Net over the horizon.
+
+A trajectory is a sequence of ``H`` transitions of ``D`` numbers each, ``x: (B, H, D)``. The network
+convolves along time only (the ``D`` numbers of a step are its channels), so it sees a local window
+of steps and is equivariant to shifts in time; stacking levels lets distant steps interact:
+
+    down, level k = 0 .. n-1:  ResidualTemporalBlock x 2  ->  skip_k  ->  Conv1d(3, stride 2)  (H -> H/2,
+                               not at the last level)
+    middle:                    ResidualTemporalBlock x 2
+    up, level k = n-2 .. 0:    concat(skip_{k+1})  ->  ResidualTemporalBlock x 2 (to C_k channels)
+                               ->  ConvTranspose1d(4, stride 2, padding 1)  (H -> 2H)
+    out:                       Conv1dBlock  ->  Conv1d(kernel 1) back to D channels
+
+with widths ``C_k = dim * dim_mults[k]``. Each up level starts at the resolution of the level below
+it, so the skips of levels 1 .. n-1 are concatenated and the top level's is unused (as in the
+reference implementation, ``diffuser/models/temporal.py``). Each ``Conv1dBlock`` is ``Conv1d(kernel 5) -> GroupNorm(8) -> Mish``;
+a ``ResidualTemporalBlock`` is two of them with the diffusion-time embedding added between them, plus
+a (1x1-convolved) shortcut. The time ``t`` is embedded as ``Linear(Mish(Linear(sinusoid(t))))``.
+
+With Diffuser's maze2d settings (``dim = 32``, ``dim_mults = (1, 4, 8)``, ``D = 6``) the network has
+3,682,118 parameters, the paper's "about 3.7M"; with ``dim = 16`` it has 924,070.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .embeddings import SinusoidalEmbedding
+
+__all__ = ["Conv1dBlock", "ResidualTemporalBlock", "TemporalUnet"]
+
+
+class Conv1dBlock(nn.Module):
+    """``Mish(GroupNorm(Conv1d(x)))`` with "same" padding, so the horizon is kept.
+
+    Shapes: x ``(B, C_in, H)``  ->  ``(B, C_out, H)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5, n_groups: int = 8):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd so the horizon is kept, got {kernel_size}")
+        if out_channels % n_groups:
+            raise ValueError(f"GroupNorm needs channels divisible by n_groups = {n_groups}, got {out_channels} "
+                             f"channels; choose dim and dim_mults so that every width is a multiple of {n_groups}")
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.norm = nn.GroupNorm(n_groups, out_channels)
+        self.act = nn.Mish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class ResidualTemporalBlock(nn.Module):
+    """``h = block2(block1(x) + W emb) + shortcut(x)``, the time embedding added after the first block.
+
+    ``W`` is ``Linear(Mish(.))`` mapping the embedding to ``C_out`` channels, broadcast over time;
+    the shortcut is the identity, or a 1x1 convolution when ``C_in != C_out``.
+
+    Shapes: x ``(B, C_in, H)``, emb ``(B, E)``  ->  ``(B, C_out, H)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int, kernel_size: int = 5,
+                 n_groups: int = 8):
+        super().__init__()
+        self.block1 = Conv1dBlock(in_channels, out_channels, kernel_size, n_groups)
+        self.block2 = Conv1dBlock(out_channels, out_channels, kernel_size, n_groups)
+        self.time_proj = nn.Sequential(nn.Mish(), nn.Linear(embed_dim, out_channels))
+        self.shortcut = (nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels
+                         else nn.Identity())
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.block1(x) + self.time_proj(emb)[:, :, None]
+        return self.block2(h) + self.shortcut(x)
+
+
+class TemporalUnet(nn.Module):
+    """Diffuser's denoiser: ``f(x, t)`` for trajectories ``x`` at diffusion step ``t``.
+
+    Args:
+        transition_dim: numbers per time step D (Diffuser: actions then observations, D = 6 in maze2d).
+        dim: base width; level k has ``dim * dim_mults[k]`` channels; also the time-embedding size.
+        dim_mults: width multipliers, one per level; ``len(dim_mults) - 1`` halvings of the horizon.
+        kernel_size: temporal kernel of the convolution blocks (5 in Diffuser).
+        n_groups: groups of every GroupNorm (8 in Diffuser).
+    Shapes:
+        x: ``(B, H, D)``, t: ``(B,)`` diffusion steps  ->  ``(B, H, D)``. ``H`` must be a multiple of
+        ``2 ** (len(dim_mults) - 1)`` (4 with three levels); any such ``H`` works with the same weights.
+    """
+
+    def __init__(self, transition_dim: int, dim: int = 32, dim_mults: tuple[int, ...] = (1, 4, 8),
+                 kernel_size: int = 5, n_groups: int = 8):
+        super().__init__()
+        if transition_dim < 1 or dim < 1 or len(dim_mults) < 1 or min(dim_mults) < 1:
+            raise ValueError(f"need transition_dim >= 1, dim >= 1 and positive dim_mults, got transition_dim="
+                             f"{transition_dim}, dim={dim}, dim_mults={tuple(dim_mults)}")
+        self.transition_dim, self.dim, self.dim_mults = int(transition_dim), int(dim), tuple(dim_mults)
+        widths = [dim * m for m in dim_mults]
+        embed_dim = dim
+
+        def block(c_in, c_out):
+            return ResidualTemporalBlock(c_in, c_out, embed_dim, kernel_size, n_groups)
+
+        self.time_mlp = nn.Sequential(SinusoidalEmbedding(dim), nn.Linear(dim, 4 * dim), nn.Mish(),
+                                      nn.Linear(4 * dim, dim))
+        self.downs = nn.ModuleList()
+        c_in = transition_dim
+        for k, c_out in enumerate(widths):
+            last = k == len(widths) - 1
+            self.downs.append(nn.ModuleList([
+                block(c_in, c_out), block(c_out, c_out),
+                nn.Identity() if last else nn.Conv1d(c_out, c_out, 3, stride=2, padding=1),
+            ]))
+            c_in = c_out
+        self.mid1, self.mid2 = block(widths[-1], widths[-1]), block(widths[-1], widths[-1])
+        self.ups = nn.ModuleList()
+        # going up: level k receives level k+1's output concatenated with level k+1's skip
+        for k in reversed(range(len(widths) - 1)):
+            c_deep = widths[k + 1]
+            self.ups.append(nn.ModuleList([
+                block(2 * c_deep, widths[k]), block(widths[k], widths[k]),
+                nn.ConvTranspose1d(widths[k], widths[k], 4, stride=2, padding=1),
+            ]))
+        self.final = nn.Sequential(Conv1dBlock(dim, dim, kernel_size, n_groups), nn.Conv1d(dim, transition_dim, 1))
+        if widths[0] != dim:
+            raise ValueError(f"dim_mults must start with 1 so the last level has dim = {dim} channels, "
+                             f"got dim_mults={tuple(dim_mults)}")
+
+    @property
+    def horizon_multiple(self) -> int:
+        """Horizons must be multiples of this: ``2 ** (len(dim_mults) - 1)``."""
+        return 2 ** (len(self.dim_mults) - 1)
+
+    def check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        """Raise ``ValueError`` naming the problem when ``x`` or ``t`` has the wrong shape."""
+        if x.ndim != 3 or x.shape[-1] != self.transition_dim:
+            raise ValueError(f"x must have shape (B, H, D) = (batch, horizon, {self.transition_dim}), "
+                             f"got {tuple(x.shape)}")
+        if x.shape[1] % self.horizon_multiple:
+            m, h = self.horizon_multiple, x.shape[1]
+            raise ValueError(f"horizon H = {h} must be a multiple of {m} = 2^{len(self.dim_mults) - 1} (one halving "
+                             f"per level below the top, dim_mults={self.dim_mults}); "
+                             f"e.g. {max(m, h // m * m)} or {(h // m + 1) * m}")
+        if t.ndim != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), one diffusion step per trajectory, "
+                             f"got {tuple(t.shape)}")
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.check_input(x, t)
+        emb = self.time_mlp(t)                        # (B, dim)
+        h = x.transpose(1, 2)                         # (B, D, H): time steps along the last axis
+        skips = []
+        for k, (res1, res2, down) in enumerate(self.downs):
+            h = res2(res1(h, emb), emb)               # (B, C_k, H / 2^k)
+            if k > 0:
+                skips.append(h)                       # levels 1 .. n-1 are skipped across
+            h = down(h)                               # -> (B, C_k, H / 2^(k+1)), except at the last level
+        h = self.mid2(self.mid1(h, emb), emb)
+        for res1, res2, up in self.ups:
+            h = torch.cat([h, skips.pop()], dim=1)    # (B, 2 C_{k+1}, H / 2^(k+1))
+            h = res2(res1(h, emb), emb)               # (B, C_k, H / 2^(k+1))
+            h = up(h)                                 # (B, C_k, H / 2^k)
+        return self.final(h).transpose(1, 2)          # (B, H, D)
