@@ -17,7 +17,7 @@ One idea per module:
 - ``plotting``: figures and animations.
 - ``evaluation``, ``bench``: the measured experiments and the benchmark command.
 - ``figures``: stand-alone figures of the book, one command each.
-- ``envs``: the simulated tasks (point-mass mazes).
+- ``envs``: the simulated tasks (point-mass mazes, Push-T) and their scripted experts.
 """
 
 __version__ = "0.1.0"
