@@ -35,6 +35,13 @@ def test_policy_shapes():
         policy(torch.randn(7, 3))
 
 
+def test_recipes_build_the_policies():
+    from tutorial_lib.recipes import get_recipe
+    cfg = ImitationConfig(hidden=32, depth=1)
+    assert isinstance(get_recipe("motivation-bc").build_model(cfg), BCPolicy)
+    assert isinstance(get_recipe("motivation-diffusion-policy").build_model(cfg), ConditionalTimeMLP)
+
+
 def test_imitation_data_layout():
     data = imitation_data(ImitationConfig(n_demos=4, action_horizon=8))
     assert data.shape[1] == 2 + 16

@@ -25,10 +25,10 @@ from .ddpm import GaussianDiffusion, make_beta_schedule
 from .envs.obstacle2d import (ObstacleTask, demonstration_chunks, expert_demonstrations, passing_side, rollout,
                               sample_start_states)
 from .nets.conditional_mlp import ConditionalTimeMLP
-from .training import TrainConfig, TrainResult, train
+from .training import TrainResult
 
 __all__ = ["ImitationConfig", "BCPolicy", "DiffusionPolicy", "imitation_data", "bc_loss",
-           "diffusion_from_imitation_config", "diffusion_policy_loss", "train_bc", "train_diffusion_policy",
+           "diffusion_from_imitation_config", "diffusion_policy_loss", "build_bc", "build_diffusion_net", "train_bc", "train_diffusion_policy",
            "multimodal_experiment"]
 
 STATE_DIM, ACTION_DIM = 2, 2
@@ -148,35 +148,28 @@ class DiffusionPolicy:
         return a.view(-1, self.cfg.action_horizon, ACTION_DIM).cpu() * self.max_step
 
 
-def _train_config(cfg: ImitationConfig) -> TrainConfig:
-    return TrainConfig(n_steps=cfg.n_steps, batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay,
-                       seed=cfg.seed, lr_schedule=cfg.lr_schedule, checkpoint_every=max(1, min(2_000, cfg.n_steps)))
+def build_bc(cfg: ImitationConfig) -> BCPolicy:
+    """The BC network of ``cfg``."""
+    return BCPolicy(cfg.action_horizon, cfg.hidden, cfg.depth)
 
 
-def _fit(model, loss_fn, cfg: ImitationConfig, name: str, device, progress: bool) -> TrainResult:
-    data = imitation_data(cfg).to(device)
-
-    def sample_batch(batch_size, generator):
-        return data[torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)]
-
-    return train(model, loss_fn, sample_batch, _train_config(cfg), name=name, recipe_config=cfg,
-                 device=device, progress=progress)
+def build_diffusion_net(cfg: ImitationConfig) -> ConditionalTimeMLP:
+    """The denoiser ``eps_theta(a_t, t, s)`` of ``cfg``: chunks of ``2 H`` numbers given a 2D state."""
+    return ConditionalTimeMLP(dim=ACTION_DIM * cfg.action_horizon, cond_dim=STATE_DIM, hidden=cfg.hidden,
+                              depth=cfg.depth)
 
 
 def train_bc(cfg: ImitationConfig = ImitationConfig(), device="cpu", progress: bool = False) -> TrainResult:
-    """Train :class:`BCPolicy` on the demonstrations of ``cfg`` (seeded by ``cfg.seed``)."""
-    torch.manual_seed(cfg.seed)
-    model = BCPolicy(cfg.action_horizon, cfg.hidden, cfg.depth)
-    return _fit(model, bc_loss(cfg.action_horizon), cfg, "motivation-bc", device, progress)
+    """Train :class:`BCPolicy` on the demonstrations of ``cfg`` (the ``motivation-bc`` recipe)."""
+    from .recipes import train_recipe
+    return train_recipe("motivation-bc", cfg, device=device, progress=progress)
 
 
 def train_diffusion_policy(cfg: ImitationConfig = ImitationConfig(), device="cpu",
                            progress: bool = False) -> TrainResult:
-    """Train the denoiser of :class:`DiffusionPolicy` on the demonstrations of ``cfg``."""
-    torch.manual_seed(cfg.seed)
-    net = ConditionalTimeMLP(dim=ACTION_DIM * cfg.action_horizon, cond_dim=STATE_DIM, hidden=cfg.hidden,
-                             depth=cfg.depth)
-    return _fit(net, diffusion_policy_loss(cfg, device), cfg, "motivation-diffusion-policy", device, progress)
+    """Train the denoiser of :class:`DiffusionPolicy` (the ``motivation-diffusion-policy`` recipe)."""
+    from .recipes import train_recipe
+    return train_recipe("motivation-diffusion-policy", cfg, device=device, progress=progress)
 
 
 def multimodal_experiment(cfg: ImitationConfig = ImitationConfig(), n_eval: int = 100, eval_seed: int = 1,

@@ -17,13 +17,14 @@ from .assets import verify_file
 from .checkpoint import load_checkpoint
 
 from .ddpm import GaussianDiffusion, make_beta_schedule
+from .imitation import ImitationConfig, bc_loss, build_bc, build_diffusion_net, diffusion_policy_loss, imitation_data
 from .nets.mlp import TimeMLP
 from .score_matching import NoiseConditionalScoreNet, dsm_loss
 from .toy_data import sample_dataset, six_mode_mixture
 from .training import TrainConfig, TrainResult, train
 from .utils import get_device
 
-__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "Recipe", "RECIPES", "get_recipe", "diffusion_from_config",
+__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "ImitationConfig", "Recipe", "RECIPES", "get_recipe", "diffusion_from_config",
            "train_recipe", "load_pretrained"]
 
 
@@ -138,6 +139,17 @@ RECIPES: dict[str, Recipe] = {
     "recap-ddpm-swissroll": _ddpm_recipe(
         "recap-ddpm-swissroll", "the same DDPM on the 2D swiss roll, a hard case for few-step sampling (Chapter 1)",
         "swiss_roll"),
+    "motivation-bc": Recipe(
+        name="motivation-bc", config_cls=ImitationConfig,
+        description="behaviour cloning (MLP, squared loss) on 50 two-way obstacle demonstrations (Chapter 2)",
+        build_model=build_bc, training_data=imitation_data,
+        make_loss=lambda cfg, device: bc_loss(cfg.action_horizon),
+    ),
+    "motivation-diffusion-policy": Recipe(
+        name="motivation-diffusion-policy", config_cls=ImitationConfig,
+        description="diffusion policy (conditional DDPM over action chunks) on the same demonstrations (Chapter 2)",
+        build_model=build_diffusion_net, training_data=imitation_data, make_loss=diffusion_policy_loss,
+    ),
 }
 
 
