@@ -28,8 +28,8 @@ from .nets.conditional_mlp import ConditionalTimeMLP
 from .training import TrainResult
 
 __all__ = ["ImitationConfig", "BCPolicy", "DiffusionPolicy", "imitation_data", "bc_loss",
-           "diffusion_from_imitation_config", "diffusion_policy_loss", "build_bc", "build_diffusion_net", "train_bc", "train_diffusion_policy",
-           "multimodal_experiment"]
+           "diffusion_from_imitation_config", "diffusion_policy_loss", "build_bc", "build_diffusion_net",
+           "train_bc", "train_diffusion_policy", "multimodal_experiment"]
 
 STATE_DIM, ACTION_DIM = 2, 2
 

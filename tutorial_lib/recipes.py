@@ -17,7 +17,8 @@ from .assets import verify_file
 from .checkpoint import load_checkpoint
 
 from .ddpm import GaussianDiffusion, make_beta_schedule
-from .imitation import ImitationConfig, bc_loss, build_bc, build_diffusion_net, diffusion_policy_loss, imitation_data
+from .imitation import (ImitationConfig, bc_loss, build_bc, build_diffusion_net, diffusion_policy_loss,
+                        imitation_data)
 from .nets.mlp import TimeMLP
 from .score_matching import NoiseConditionalScoreNet, dsm_loss
 from .toy_data import sample_dataset, six_mode_mixture
