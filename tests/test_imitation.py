@@ -62,6 +62,8 @@ def test_bc_averages_the_two_ways_and_diffusion_keeps_both():
     assert first[0].abs().item() < 0.08, "BC should average the two ways into going straight"
     net = train_diffusion_policy(dataclasses.replace(SMALL, n_steps=1500)).ema_model
     policy = DiffusionPolicy(net, SMALL, generator=torch.Generator().manual_seed(0))
-    side = _first_lateral(policy(starts))
+    chunks = policy(starts)
+    assert (chunks[:, :4, 1].sum(1) > 0.15).float().mean() > 0.8, "samples should move up like the experts"
+    side = _first_lateral(chunks)
     left, right = (side < -0.1).float().mean().item(), (side > 0.1).float().mean().item()
     assert left > 0.2 and right > 0.2, f"both ways should be sampled, got left {left}, right {right}"
