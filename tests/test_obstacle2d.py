@@ -85,3 +85,16 @@ def test_bad_inputs_are_explained():
         expert_demonstrations(0)
     with pytest.raises(ValueError, match="n_action_steps must lie in"):
         rollout(lambda s: torch.zeros(len(s), 2, 2), torch.zeros(1, 2), n_action_steps=3)
+
+
+def test_plot_draws_every_path_coloured_by_success():
+    import matplotlib.pyplot as plt
+
+    from tutorial_lib.plotting import COLORS, plot_obstacle_task
+
+    demos = expert_demonstrations(4, seed=0)
+    fig, ax = plt.subplots()
+    plot_obstacle_task(ax, demos["states"], success=torch.tensor([True, False, True, True]))
+    assert len(ax.lines) == 4 and len(ax.patches) == 3
+    assert [line.get_color() for line in ax.lines] == [COLORS[2], COLORS[1], COLORS[2], COLORS[2]]
+    plt.close(fig)
