@@ -22,6 +22,7 @@ actions and keeping the one with the highest Q stays on the support and finds th
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -234,8 +235,6 @@ def offline_bandit_experiment(cfg: BanditConfig = BanditConfig(), alphas=(0.1, 1
     ``n_candidates`` diffusion samples ranked by the regression Q. ``best_in_support`` is the
     largest true reward on the support, ``0.8 + 0.4 / sqrt(2)``.
     """
-    import time
-
     actions, rewards = behaviour_dataset(cfg.n_data, cfg.data_seed, cfg.reward_noise)
     g = torch.Generator().manual_seed(cfg.seed)
     starts = actions[torch.randint(0, len(actions), (cfg.n_decisions, cfg.n_starts), generator=g)]
