@@ -17,7 +17,9 @@ One idea per module:
 - ``plotting``: figures and animations.
 - ``evaluation``, ``bench``: the measured experiments and the benchmark command.
 - ``figures``: stand-alone figures of the book, one command each.
-- ``envs``: the simulated tasks (point-mass mazes, Push-T) and their scripted experts.
+- ``imitation``: behaviour cloning and a diffusion policy on two-way demonstrations (Chapter 2).
+- ``offline_bandit``: offline RL on a 2D bandit: regression Q, CQL, diffusion-steered (Chapter 2).
+- ``envs``: the simulated tasks (point-mass mazes, Push-T, the obstacle task) and scripted experts.
 """
 
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ import torch
 from matplotlib import animation
 
 __all__ = ["set_style", "grid_points", "plot_density", "plot_score_field", "plot_training_curve",
-           "animate_points", "show_animation", "save_gif", "COLORS"]
+           "plot_obstacle_task", "animate_points", "show_animation", "save_gif", "COLORS"]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
@@ -83,6 +83,29 @@ def plot_training_curve(history: dict, ax=None, label: str | None = None, logy: 
         ax.set_yscale("log")
     if label:
         ax.legend()
+    return ax
+
+
+def plot_obstacle_task(ax, paths=(), success=None, task=None, alpha: float = 0.6):
+    """The obstacle task of Chapter 2: obstacle, goal, start box, and paths (green: success, red: not).
+
+    ``paths``: a ``(B, L, 2)`` tensor or a list of ``(L_i, 2)`` paths; ``success``: ``(B,)`` bool or
+    None (all drawn in blue). Returns ``ax``.
+    """
+    from matplotlib.patches import Circle, Rectangle
+
+    from .envs.obstacle2d import ObstacleTask
+
+    task = task or ObstacleTask()
+    ax.add_patch(Circle(task.obstacle, task.obstacle_radius, color="0.35", zorder=3))
+    ax.add_patch(Circle(task.goal, task.goal_radius, color=COLORS[2], alpha=0.3, zorder=1))
+    ax.add_patch(Rectangle((task.start_x[0], task.start_y[0]), task.start_x[1] - task.start_x[0],
+                           task.start_y[1] - task.start_y[0], color=COLORS[0], alpha=0.2, zorder=1))
+    for i, path in enumerate(paths):
+        path = torch.as_tensor(path).detach().cpu().numpy()
+        colour = COLORS[0] if success is None else (COLORS[2] if bool(success[i]) else COLORS[1])
+        ax.plot(path[:, 0], path[:, 1], color=colour, alpha=alpha, lw=1, zorder=2)
+    ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal")
     return ax
 
 

@@ -18,6 +18,8 @@ from .checkpoint import load_checkpoint
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .diffuser import diffuser_loss, make_diffusion
 from .envs.maze_data import load_or_generate
+from .imitation import (ImitationConfig, bc_loss, build_bc, build_diffusion_net, diffusion_policy_loss,
+                        imitation_data)
 from .nets.mlp import TimeMLP
 from .nets.temporal_unet import TemporalUnet
 from .score_matching import NoiseConditionalScoreNet, dsm_loss
@@ -26,8 +28,8 @@ from .training import TrainConfig, TrainResult, train
 from .trajectories import SPLITS, TRANSITION_DIM, TrajectoryWindows
 from .utils import get_device
 
-__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "DiffuserConfig", "Recipe", "RECIPES", "get_recipe",
-           "diffusion_from_config", "train_recipe", "load_pretrained"]
+__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "DiffuserConfig", "ImitationConfig", "Recipe", "RECIPES",
+           "get_recipe", "diffusion_from_config", "train_recipe", "load_pretrained"]
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,17 @@ RECIPES: dict[str, Recipe] = {
     "maze-large-diffuser": _diffuser_recipe(
         "maze-large-diffuser", "Diffuser on Large maze windows, H 384, T 256 (Diffuser chapter)",
         dict(layout="large", n_transitions=4_000_000, horizon=384, n_diffusion_steps=256)),
+    "motivation-bc": Recipe(
+        name="motivation-bc", config_cls=ImitationConfig,
+        description="behaviour cloning (MLP, squared loss) on 50 two-way obstacle demonstrations (Chapter 2)",
+        build_model=build_bc, training_data=imitation_data,
+        make_loss=lambda cfg, device: bc_loss(cfg.action_horizon),
+    ),
+    "motivation-diffusion-policy": Recipe(
+        name="motivation-diffusion-policy", config_cls=ImitationConfig,
+        description="diffusion policy (conditional DDPM over action chunks) on the same demonstrations (Chapter 2)",
+        build_model=build_diffusion_net, training_data=imitation_data, make_loss=diffusion_policy_loss,
+    ),
 }
 
 

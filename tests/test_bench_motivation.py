@@ -1,0 +1,22 @@
+"""The motivation benchmark: a quick run prints progress and one JSON object with both experiments."""
+
+import json
+import subprocess
+import sys
+
+
+def test_motivation_bench_quick():
+    out = subprocess.run([sys.executable, "-m", "tutorial_lib.bench", "motivation", "--quick"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    lines = out.strip().splitlines()
+    assert any(line.startswith("[bench]") for line in lines[:-1]), "progress lines expected before the JSON"
+    result = json.loads(lines[-1])
+    assert result["suite"] == "motivation" and result["quick"] is True
+    mm, rl = result["multimodal"], result["offline_rl"]
+    for key in ["bc_success", "diffusion_success", "bc_collision", "diffusion_collision"]:
+        assert 0.0 <= mm[key] <= 1.0, key
+    assert set(mm["diffusion_success_by_action_steps"]) == {"1", "4", "8"}
+    for key in ["behavior_return", "naive_return", "naive_ood_rate", "conservative_return", "diffusion_return"]:
+        assert isinstance(rl[key], float), key
+    # even the small version shows the extrapolation problem: the regression Q's argmax leaves the data
+    assert rl["naive_ood_rate"] > 0.9 and rl["behavior_ood_rate"] < 0.01
