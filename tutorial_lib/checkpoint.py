@@ -30,7 +30,8 @@ import torch
 
 from . import __version__
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "config_to_dict", "check_config"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "config_to_dict", "check_config",
+           "finalize_checkpoint"]
 
 FORMAT_VERSION = 1
 
@@ -81,6 +82,29 @@ def save_checkpoint(path: str | os.PathLike, *, name: str, config: Any, model: t
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def finalize_checkpoint(path: str | os.PathLike) -> Path:
+    """Drop the optimizer state of a *finished* run's checkpoint (it is half of the file, and a run
+    that reached its last step has nothing left to resume), rewriting it atomically."""
+    path = Path(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("optimizer_state") is None:
+        return path
+    ckpt["optimizer_state"] = None
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

@@ -22,6 +22,10 @@ from .imitation import (ImitationConfig, bc_loss, build_bc, build_diffusion_net,
                         imitation_data)
 from .nets.mlp import TimeMLP
 from .nets.temporal_unet import TemporalUnet
+from .compounding import (CompoundingConfig, build_dynamics_net, build_sequence_net, dynamics_data, dynamics_loss,
+                          sequence_loss, sequence_windows)
+from .policy import PushTPolicyConfig, bc_loss as pusht_bc_loss, build_bc_net, build_diffusion_net as pusht_net
+from .policy import diffusion_policy_loss as pusht_dp_loss, pusht_data
 from .score_matching import NoiseConditionalScoreNet, dsm_loss
 from .toy_data import sample_dataset, six_mode_mixture
 from .training import TrainConfig, TrainResult, train
@@ -29,7 +33,7 @@ from .trajectories import SPLITS, TRANSITION_DIM, TrajectoryWindows
 from .utils import get_device
 
 __all__ = ["RecapDSMConfig", "RecapDDPMConfig", "DiffuserConfig", "ImitationConfig", "Recipe", "RECIPES",
-           "get_recipe", "diffusion_from_config", "train_recipe", "load_pretrained"]
+           "PushTPolicyConfig", "CompoundingConfig", "get_recipe", "diffusion_from_config", "train_recipe", "load_pretrained"]
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,14 @@ def _ddpm_recipe(name: str, description: str, dataset: str) -> Recipe:
     )
 
 
+def _row_sampler(rows: torch.Tensor):
+    """``sample_batch(batch_size, generator)`` drawing rows of ``rows`` uniformly with replacement."""
+    def sample_batch(batch_size, generator):
+        idx = torch.randint(0, len(rows), (batch_size,), generator=generator, device=generator.device)
+        return rows[idx]
+    return sample_batch
+
+
 def _maze_windows(cfg: DiffuserConfig) -> TrajectoryWindows:
     path = data_dir() / "maze" / f"{cfg.layout}_{cfg.n_transitions}_seed{cfg.data_seed}.npz"
     data = load_or_generate(cfg.layout, str(path), n_steps=cfg.n_transitions, seed=cfg.data_seed)
@@ -229,6 +241,39 @@ RECIPES: dict[str, Recipe] = {
         name="motivation-diffusion-policy", config_cls=ImitationConfig,
         description="diffusion policy (conditional DDPM over action chunks) on the same demonstrations (Chapter 2)",
         build_model=build_diffusion_net, training_data=imitation_data, make_loss=diffusion_policy_loss,
+    ),
+    "motivation-dynamics-mlp": Recipe(
+        name="motivation-dynamics-mlp", config_cls=CompoundingConfig,
+        description="one-step dynamics model (MLP) of the U-Maze expert data, for the compounding-error study (Chapter 2)",
+        build_model=build_dynamics_net, training_data=dynamics_data, make_loss=dynamics_loss,
+        make_batches=lambda cfg, data, device: _row_sampler(data.rows.to(device)),
+        extra=lambda cfg, data: {"normalizer": data.normalizer.state_dict(),
+                                 "delta_scale": data.delta_scale.tolist()},
+        defaults=dict(n_steps=20_000, batch_size=256, lr=1e-3, ema_decay=0.999),
+    ),
+    "motivation-sequence-diffusion": Recipe(
+        name="motivation-sequence-diffusion", config_cls=CompoundingConfig,
+        description="temporal U-Net diffusion over 128-step U-Maze windows, actions and start inpainted (Chapter 2)",
+        build_model=build_sequence_net, training_data=sequence_windows, make_loss=sequence_loss,
+        make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
+        extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
+    ),
+    "pusht-diffusion-policy": Recipe(
+        name="pusht-diffusion-policy", config_cls=PushTPolicyConfig,
+        description="Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations (Chapter 3)",
+        build_model=pusht_net, training_data=lambda cfg: pusht_data(cfg), make_loss=pusht_dp_loss,
+        make_batches=lambda cfg, data, device: _row_sampler(data.flat().to(device)),
+        extra=lambda cfg, data: {"obs_normalizer": data.obs_normalizer.state_dict(),
+                                 "action_normalizer": data.action_normalizer.state_dict()},
+    ),
+    "pusht-bc": Recipe(
+        name="pusht-bc", config_cls=PushTPolicyConfig,
+        description="behaviour cloning (MLP, squared loss) of the same action chunks (Chapter 3)",
+        build_model=build_bc_net, training_data=lambda cfg: pusht_data(cfg), make_loss=pusht_bc_loss,
+        make_batches=lambda cfg, data, device: _row_sampler(data.flat().to(device)),
+        extra=lambda cfg, data: {"obs_normalizer": data.obs_normalizer.state_dict(),
+                                 "action_normalizer": data.action_normalizer.state_dict()},
+        defaults=dict(n_steps=20_000, lr=1e-3),
     ),
 }
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .assets import data_dir, update_manifest
+from .checkpoint import finalize_checkpoint
 from .recipes import RECIPES, get_recipe, train_recipe
 from .utils import get_device
 
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     parser.add_argument("--out", default=None, help="checkpoint path (default: the shipped file in data/)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    parser.add_argument("--keep-optimizer", action="store_true",
+                        help="keep the optimizer state in the finished checkpoint (to train it further)")
     args = parser.parse_args(argv)
     if args.list or not args.recipe:
         for name, r in RECIPES.items():
@@ -43,6 +46,8 @@ def main(argv=None) -> int:
     device = get_device(args.device)
     result = train_recipe(args.recipe, checkpoint_path=out, device=device)
     seconds = result.history["wall_time"][-1]
+    if not args.keep_optimizer:
+        finalize_checkpoint(out)
     print(f"{args.recipe}: {result.step} steps, final loss {result.history['loss'][-1]:.4f}, "
           f"{seconds:.0f} s on {device.type} -> {out}")
     if out.resolve() == default.resolve():

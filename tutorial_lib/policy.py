@@ -1,0 +1,352 @@
+"""Diffusion Policy on Push-T (Chi et al. 2023), and the behaviour-cloning baseline it is compared with.
+
+A policy here maps the last ``n_obs_steps`` observations to a *chunk* of ``horizon`` future actions,
+and the robot executes only the first ``n_action_steps`` of them before asking again (receding
+horizon). With the paper's numbers, To = 2, H = 16, Ta = 8 at 10 Hz, the policy is queried
+every 0.8 s::
+
+    time   t-1   t    t+1  ...  t+7  t+8 ... t+14
+    obs     o    o                                      condition: (To, obs_dim) -> flattened
+    chunk   a    a    a    ...  a    a   ...  a         predicted: (H, 2)
+    run          x    x    ...  x                       executed: chunk[To-1 : To-1+Ta]
+
+The diffusion policy samples the chunk with DDIM from a conditional DDPM over normalized chunks
+(:class:`~tutorial_lib.nets.conditional_unet.ConditionalUnet1D`); the baseline regresses it with
+an MLP and a squared loss, which averages the demonstrator's modes.
+
+Training windows come from the demonstrations in ``data/pusht/demos.npz`` (made by
+``python -m tutorial_lib.envs.pusht_demos``): one per time step of every successful episode, padded
+at the episode's edges by repeating its first observation and its last action, as the reference
+implementation's sampler does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .assets import data_dir
+from .ddpm import GaussianDiffusion, make_beta_schedule
+from .envs.pusht import PushTEnv
+from .envs.pusht_demos import load_demonstrations, state_to_keypoints_obs
+from .nets.conditional_unet import ConditionalUnet1D
+from .trajectories import LimitsNormalizer
+
+__all__ = ["PushTPolicyConfig", "make_windows", "policy_normalizers", "PushTData", "pusht_data",
+           "build_diffusion_net", "build_bc_net", "make_diffusion", "diffusion_policy_loss", "bc_loss",
+           "DiffusionPolicy", "BCPolicy", "load_policy", "rollout", "evaluate", "EVAL_SEEDS"]
+
+OBS_DIM = 20          # 9 block keypoints (x, y) + agent (x, y): PushTEnv(obs_type="keypoints")
+ACTION_DIM = 2        # target position of the agent
+EVAL_SEEDS = tuple(range(50))   # reset seeds of the evaluation; demonstrations use seeds >= 10**6
+
+
+@dataclass(frozen=True)
+class PushTPolicyConfig:
+    """Data, network and optimisation of the Push-T policies (both recipes share it).
+
+    The diffusion policy uses ``widths``, ``time_dim``, ``n_diffusion_steps``; behaviour cloning
+    uses ``hidden`` and ``depth``. Both read the same windows.
+    """
+
+    demos: str = "pusht/demos.npz"
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+    successful_only: bool = True
+    widths: tuple = (32, 64, 128)
+    time_dim: int = 64
+    n_diffusion_steps: int = 100
+    ddim_steps: int = 10
+    hidden: int = 512
+    depth: int = 4
+    n_steps: int = 30_000
+    batch_size: int = 256
+    lr: float = 5e-4
+    lr_schedule: str = "cosine"
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if self.n_obs_steps < 1 or self.n_action_steps < 1:
+            raise ValueError(f"n_obs_steps and n_action_steps must be >= 1, got {self.n_obs_steps}, "
+                             f"{self.n_action_steps}")
+        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
+            raise ValueError(f"the executed actions chunk[{self.n_obs_steps - 1}:{self.n_obs_steps - 1 + self.n_action_steps}]"
+                             f" must fit in horizon = {self.horizon}")
+        multiple = 2 ** (len(self.widths) - 1)
+        if self.horizon % multiple:
+            raise ValueError(f"horizon = {self.horizon} must be a multiple of {multiple} for widths {self.widths}")
+        if not 1 <= self.ddim_steps <= self.n_diffusion_steps:
+            raise ValueError(f"ddim_steps must be in [1, n_diffusion_steps], got {self.ddim_steps}")
+
+
+def make_windows(obs: np.ndarray, actions: np.ndarray, episode_ends: np.ndarray, n_obs_steps: int,
+                 horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every training window of a set of episodes, edge-padded.
+
+    For each step ``t`` of each episode, the observations ``o[t-To+1 .. t]`` and the actions
+    ``a[t-To+1 .. t-To+H]``, indices clamped to the episode (first observation and action repeated
+    before it, last action repeated after it).
+    Shapes: obs ``(N, O)``, actions ``(N, A)``, episode_ends ``(E,)``  ->
+    ``(N, To, O)`` and ``(N, H, A)``.
+    """
+    obs_idx, act_idx = [], []
+    start = 0
+    for end in np.asarray(episode_ends):
+        if end <= start:
+            raise ValueError(f"episode_ends must increase strictly, got {end} after {start}")
+        t = np.arange(start, end)[:, None]
+        obs_idx.append(np.clip(t + np.arange(-n_obs_steps + 1, 1), start, end - 1))
+        act_idx.append(np.clip(t + np.arange(-n_obs_steps + 1, horizon - n_obs_steps + 1), start, end - 1))
+        start = end
+    obs_idx, act_idx = np.concatenate(obs_idx), np.concatenate(act_idx)
+    return obs[obs_idx], actions[act_idx]
+
+
+def policy_normalizers(obs: np.ndarray, actions: np.ndarray) -> tuple[LimitsNormalizer, LimitsNormalizer]:
+    """Min-max normalisers of keypoint observations and actions, fitted on the demonstrations."""
+    return LimitsNormalizer.fit(obs), LimitsNormalizer.fit(actions)
+
+
+@dataclass
+class PushTData:
+    """Normalized training windows: ``obs (N, To, 20)`` and ``actions (N, H, 2)`` in [-1, 1]."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    obs_normalizer: LimitsNormalizer
+    action_normalizer: LimitsNormalizer
+    n_episodes: int
+
+    def flat(self) -> torch.Tensor:
+        """``(N, To * 20 + H * 2)``: one row per window, for the generic training loop."""
+        return torch.cat([self.obs.flatten(1), self.actions.flatten(1)], dim=1)
+
+
+def pusht_data(cfg: PushTPolicyConfig) -> PushTData:
+    """Load the demonstrations of ``cfg``, keep the successful episodes, and window them."""
+    demos = load_demonstrations(str(data_dir() / cfg.demos))
+    ends = demos["episode_ends"]
+    starts = np.concatenate([[0], ends[:-1]])
+    keep = demos["episode_success"] if cfg.successful_only else np.ones(len(ends), bool)
+    obs_all = state_to_keypoints_obs(demos["obs"])
+    pieces_o = [obs_all[s:e] for s, e, k in zip(starts, ends, keep) if k]
+    pieces_a = [demos["actions"][s:e] for s, e, k in zip(starts, ends, keep) if k]
+    obs, actions = np.concatenate(pieces_o), np.concatenate(pieces_a)
+    new_ends = np.cumsum([len(p) for p in pieces_o])
+    obs_norm, act_norm = policy_normalizers(obs, actions)
+    wo, wa = make_windows(obs_norm.normalize(obs), act_norm.normalize(actions), new_ends, cfg.n_obs_steps,
+                          cfg.horizon)
+    return PushTData(torch.from_numpy(wo), torch.from_numpy(wa), obs_norm, act_norm, int(keep.sum()))
+
+
+def _split(batch: torch.Tensor, cfg: PushTPolicyConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    n_obs = cfg.n_obs_steps * OBS_DIM
+    return batch[:, :n_obs], batch[:, n_obs:].view(-1, cfg.horizon, ACTION_DIM)
+
+
+def build_diffusion_net(cfg: PushTPolicyConfig) -> ConditionalUnet1D:
+    """The FiLM-conditioned 1D U-Net of ``cfg``: chunks ``(B, H, 2)`` given ``(B, To * 20)``."""
+    return ConditionalUnet1D(ACTION_DIM, cfg.n_obs_steps * OBS_DIM, widths=cfg.widths, time_dim=cfg.time_dim)
+
+
+def build_bc_net(cfg: PushTPolicyConfig) -> nn.Sequential:
+    """The baseline: an MLP from the flattened observations ``(B, To * 20)`` to a flat chunk ``(B, H * 2)``."""
+    layers, width = [], cfg.n_obs_steps * OBS_DIM
+    for _ in range(cfg.depth):
+        layers += [nn.Linear(width, cfg.hidden), nn.Mish()]
+        width = cfg.hidden
+    layers.append(nn.Linear(width, cfg.horizon * ACTION_DIM))
+    return nn.Sequential(*layers)
+
+
+def make_diffusion(cfg: PushTPolicyConfig) -> GaussianDiffusion:
+    """Squared-cosine schedule, epsilon prediction, predicted chunks clipped to [-1, 1] (as the paper)."""
+    return GaussianDiffusion(make_beta_schedule("cosine", cfg.n_diffusion_steps), prediction="epsilon",
+                             clip_denoised=1.0)
+
+
+def diffusion_policy_loss(cfg: PushTPolicyConfig, device=None):
+    """``E || eps - eps_theta(sqrt(abar_t) a_0 + sqrt(1 - abar_t) eps, t, o) ||^2`` on flat windows."""
+    diffusion = make_diffusion(cfg).to(device or "cpu")
+
+    def loss(model: ConditionalUnet1D, batch: torch.Tensor, generator=None) -> torch.Tensor:
+        o, a = _split(batch, cfg)
+        return diffusion.training_loss(model.bind(o), a, generator)
+    return loss
+
+
+def bc_loss(cfg: PushTPolicyConfig, device=None):
+    """``E || pi(o) - a ||^2`` on flat windows (normalized units)."""
+    def loss(model: nn.Module, batch: torch.Tensor, generator=None) -> torch.Tensor:
+        o, a = _split(batch, cfg)
+        return ((model(o) - a.flatten(1)) ** 2).mean()
+    return loss
+
+
+class _ChunkPolicy:
+    """Shared plumbing: normalise observations, predict a normalized chunk, unnormalise it."""
+
+    def __init__(self, net: nn.Module, cfg: PushTPolicyConfig, obs_normalizer: LimitsNormalizer,
+                 action_normalizer: LimitsNormalizer):
+        self.net, self.cfg = net.eval(), cfg
+        self.obs_normalizer, self.action_normalizer = obs_normalizer, action_normalizer
+        self.device = next(net.parameters()).device
+
+    def _predict(self, o: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict_chunk(self, obs_history) -> np.ndarray:
+        """Observations ``(B, To, 20)`` (or ``(To, 20)``) in pixels -> action chunk ``(B, H, 2)`` (or ``(H, 2)``)."""
+        o = torch.as_tensor(np.asarray(obs_history, dtype=np.float32))
+        single = o.ndim == 2
+        o = o[None] if single else o
+        if o.shape[1:] != (self.cfg.n_obs_steps, OBS_DIM):
+            raise ValueError(f"obs_history must have shape (B, {self.cfg.n_obs_steps}, {OBS_DIM}), the last "
+                             f"{self.cfg.n_obs_steps} keypoint observations; got {tuple(o.shape)}")
+        if not torch.isfinite(o).all():
+            raise ValueError("obs_history contains NaN or infinite values")
+        o = self.obs_normalizer.normalize(o).flatten(1).to(self.device)
+        a = self.action_normalizer.unnormalize(self._predict(o).cpu()).numpy()
+        return a[0] if single else a
+
+
+class DiffusionPolicy(_ChunkPolicy):
+    """Sample ``a_{0:H} ~ p_theta(. | o)`` with ``ddim_steps`` DDIM steps (eta = 0) from fresh noise.
+
+    ``generator`` draws the initial noise, so a run is reproducible; two calls on the same
+    observation may still return different chunks, one per way of pushing.
+    """
+
+    def __init__(self, net: ConditionalUnet1D, cfg: PushTPolicyConfig, obs_normalizer, action_normalizer,
+                 ddim_steps: int | None = None, generator: torch.Generator | None = None):
+        super().__init__(net, cfg, obs_normalizer, action_normalizer)
+        self.diffusion = make_diffusion(cfg).to(self.device)
+        self.ddim_steps = int(ddim_steps or cfg.ddim_steps)
+        self.generator = generator if generator is not None else torch.Generator(self.device).manual_seed(0)
+
+    def _predict(self, o, return_trajectory: bool = False):
+        return self.diffusion.ddim_sample_loop(self.net.bind(o), (o.shape[0], self.cfg.horizon, ACTION_DIM),
+                                               self.ddim_steps, generator=self.generator,
+                                               return_trajectory=return_trajectory)
+
+    @torch.no_grad()
+    def denoising_trajectory(self, obs_history) -> np.ndarray:
+        """The chunk at every DDIM step, ``(ddim_steps + 1, H, 2)`` in pixels, for one observation
+        history ``(To, 20)`` (the intermediate ones are the sampler's current ``x_t``)."""
+        o = self.obs_normalizer.normalize(torch.as_tensor(np.asarray(obs_history, np.float32)))
+        traj = self._predict(o.flatten()[None].to(self.device), return_trajectory=True)[:, 0].cpu()
+        return self.action_normalizer.unnormalize(traj).numpy()
+
+
+class BCPolicy(_ChunkPolicy):
+    """The regression baseline: the chunk is the MLP's output (the conditional mean of the data)."""
+
+    def _predict(self, o):
+        return self.net(o).view(-1, self.cfg.horizon, ACTION_DIM)
+
+
+def load_policy(name: str = "pusht-diffusion-policy", device="cpu", ddim_steps: int | None = None, seed: int = 0):
+    """The shipped policy of recipe ``name`` (``pusht-diffusion-policy`` or ``pusht-bc``), ready to roll out."""
+    from .recipes import load_pretrained
+
+    net, ckpt = load_pretrained(name, device=device)
+    cfg = PushTPolicyConfig(**ckpt["config"])
+    norms = (LimitsNormalizer.from_state_dict(ckpt["extra"]["obs_normalizer"]),
+             LimitsNormalizer.from_state_dict(ckpt["extra"]["action_normalizer"]))
+    if isinstance(net, ConditionalUnet1D):
+        gen = torch.Generator(next(net.parameters()).device).manual_seed(seed)
+        return DiffusionPolicy(net, cfg, *norms, ddim_steps=ddim_steps, generator=gen)
+    return BCPolicy(net, cfg, *norms)
+
+
+def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool = False,
+            record_chunks: bool = False) -> dict:
+    """Run ``policy`` in ``PushTEnv(obs_type="keypoints")`` from reset seed ``seed``, receding horizon.
+
+    Every ``n_action_steps`` steps the policy sees the last ``n_obs_steps`` observations (the
+    first one repeated at the start) and the env executes ``chunk[To-1 : To-1+Ta]``.
+    Returns ``max_coverage``, ``success`` (coverage > 0.95 reached), ``steps``, ``coverage`` (T,),
+    ``chunk_seconds`` (wall time of each policy call) and, if asked, ``frames`` (T+1, S, S, 3) and
+    ``chunks`` (the predicted chunks with the step each was made at).
+    """
+    cfg = policy.cfg
+    env = PushTEnv(obs_type="keypoints", render_mode="rgb_array" if render else None, max_episode_steps=max_steps)
+    obs, info = env.reset(seed=int(seed))
+    history = deque([obs] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps)
+    queue: deque = deque()
+    frames = [env.render()] if render else []
+    coverage, chunk_seconds, chunks = [], [], []
+    done, terminated = False, False
+    while not done:
+        if not queue:
+            t0 = time.perf_counter()
+            chunk = policy.predict_chunk(np.stack(history))
+            chunk_seconds.append(time.perf_counter() - t0)
+            if record_chunks:
+                chunks.append((len(coverage), chunk))
+            queue.extend(chunk[cfg.n_obs_steps - 1: cfg.n_obs_steps - 1 + cfg.n_action_steps])
+        obs, _, terminated, truncated, info = env.step(np.clip(queue.popleft(), 0, 512))
+        history.append(obs)
+        coverage.append(info["coverage"])
+        if render:
+            frames.append(env.render())
+        done = terminated or truncated
+    out = {"max_coverage": float(max(coverage)), "success": bool(terminated), "steps": len(coverage),
+           "coverage": np.array(coverage), "chunk_seconds": np.array(chunk_seconds)}
+    if render:
+        out["frames"] = np.stack(frames)
+    if record_chunks:
+        out["chunks"] = chunks
+    return out
+
+
+def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_timing: int = 20) -> dict:
+    """Roll out from every reset seed at once and score the episodes.
+
+    The episodes run in lockstep and the policy is called once per decision point on the batch of
+    all running episodes (same results as one episode at a time up to the sampler's noise, and
+    many times faster). Returns ``mean_max_coverage``, ``success`` (share of episodes reaching
+    coverage > 0.95), per-episode ``max_coverage`` and ``steps``, and ``chunk_ms``: the median wall
+    time of one *single-episode* policy call (batch of 1), over the first ``n_timing`` start states.
+    """
+    cfg = policy.cfg
+    seeds = [int(s) for s in seeds]
+    envs = [PushTEnv(obs_type="keypoints", max_episode_steps=max_steps) for _ in seeds]
+    first = [env.reset(seed=s)[0] for env, s in zip(envs, seeds)]
+    histories = [deque([o] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps) for o in first]
+    queues = [deque() for _ in seeds]
+    max_cov, steps = np.zeros(len(seeds)), np.zeros(len(seeds), int)
+    success = np.zeros(len(seeds), bool)
+    active = list(range(len(seeds)))
+    while active:
+        need = [i for i in active if not queues[i]]
+        if need:
+            chunks = policy.predict_chunk(np.stack([np.stack(histories[i]) for i in need]))
+            for i, chunk in zip(need, chunks):
+                queues[i].extend(chunk[cfg.n_obs_steps - 1: cfg.n_obs_steps - 1 + cfg.n_action_steps])
+        still = []
+        for i in active:
+            obs, _, terminated, truncated, info = envs[i].step(np.clip(queues[i].popleft(), 0, 512))
+            histories[i].append(obs)
+            max_cov[i], steps[i] = max(max_cov[i], info["coverage"]), steps[i] + 1
+            success[i] |= terminated
+            if not (terminated or truncated):
+                still.append(i)
+        active = still
+    timings = []
+    for o in first[:n_timing]:
+        t0 = time.perf_counter()
+        policy.predict_chunk(np.stack([o] * cfg.n_obs_steps))
+        timings.append(time.perf_counter() - t0)
+    return {"mean_max_coverage": float(max_cov.mean()), "success": float(success.mean()),
+            "max_coverage": max_cov, "steps": steps, "chunk_ms": float(1000 * np.median(timings))}
