@@ -20,3 +20,14 @@ def test_motivation_bench_quick():
         assert isinstance(rl[key], float), key
     # even the small version shows the extrapolation problem: the regression Q's argmax leaves the data
     assert rl["naive_ood_rate"] > 0.9 and rl["behavior_ood_rate"] < 0.01
+    for key in ("compounding", "compounding_pusht"):
+        check_compounding(result[key])
+
+
+def check_compounding(cp):
+    n = len(cp["horizons"])
+    assert n >= 3 and len(cp["autoregressive_error"]) == n and len(cp["diffusion_error"]) == n
+    assert cp["horizons"] == sorted(cp["horizons"])
+    assert all(e > 0 for e in cp["autoregressive_error"] + cp["diffusion_error"])
+    ratio = cp["autoregressive_error"][-1] / cp["diffusion_error"][-1]
+    assert abs(cp["error_ratio_at_max_horizon"] / ratio - 1) < 0.02

@@ -59,8 +59,8 @@ def test_losses_are_finite_and_policies_give_chunks_in_pixels():
         chunk = policy.predict_chunk(obs)
         assert chunk.shape == (3, cfg.horizon, ACTION_DIM) and np.isfinite(chunk).all()
         assert policy.predict_chunk(obs[0]).shape == (cfg.horizon, ACTION_DIM)
-    traj = dp.denoising_trajectory(obs[0])
-    assert traj.shape == (cfg.ddim_steps + 1, cfg.horizon, ACTION_DIM)
+    traj = dp.denoising_trajectory(obs[0], n_samples=4)
+    assert traj.shape == (cfg.ddim_steps + 1, 4, cfg.horizon, ACTION_DIM)
     with pytest.raises(ValueError, match=r"obs_history must have shape \(B, 2, 20\)"):
         dp.predict_chunk(np.zeros((3, 20)))
     bad = obs.copy()

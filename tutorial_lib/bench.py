@@ -3,7 +3,9 @@
 Suites:
     recap       Chapter 1: Langevin mode weights, DDPM/DDIM sample quality and sampling time.
     motivation  Chapter 2: behaviour cloning vs a diffusion policy on two-way demonstrations;
-                naive, conservative and diffusion-steered offline RL on a 2D bandit.
+                naive, conservative and diffusion-steered offline RL on a 2D bandit;
+                compounding error of a one-step model vs a sequence diffusion model in the maze.
+    pusht       Chapter 3: the scripted expert, behaviour cloning and Diffusion Policy on Push-T.
 
 ``--quick`` runs a much smaller version (for tests); its numbers are not the benchmark's.
 """
@@ -17,7 +19,7 @@ import time
 
 import torch
 
-__all__ = ["run_recap", "run_motivation", "SUITES", "main"]
+__all__ = ["run_recap", "run_motivation", "run_pusht", "SUITES", "main"]
 
 
 def _log(msg: str) -> None:
@@ -74,6 +76,8 @@ def _rounded(value, digits: int = 3):
     """Round the floats of a (nested) result for printing."""
     if isinstance(value, dict):
         return {str(k): _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
     return round(value, digits) if isinstance(value, float) else value
 
 
@@ -86,6 +90,11 @@ def run_motivation(quick: bool = False, device=None) -> dict:
     - ``offline_rl``: mean TRUE reward and out-of-distribution rate of the behaviour data, of
       the argmax of a regression Q, of the argmax of a CQL Q, and of diffusion samples ranked
       by Q (:func:`tutorial_lib.offline_bandit.offline_bandit_experiment`).
+    - ``compounding``: mean position error (cells) against the horizon of the shipped one-step
+      dynamics model rolled out autoregressively and of the shipped sequence diffusion model, on
+      200 held-out U-Maze windows of 128 steps given the same start state and actions
+      (:func:`tutorial_lib.compounding.compounding_experiment`); ``compounding_pusht``: the same
+      on 200 windows of 32 steps from 20 held-out Push-T demonstrations (block position, pixels).
     """
     from .imitation import ImitationConfig, multimodal_experiment
     from .offline_bandit import BanditConfig, offline_bandit_experiment
@@ -106,10 +115,57 @@ def run_motivation(quick: bool = False, device=None) -> dict:
     _log(f"  return: behaviour {rl['behavior_return']:.2f}, naive {rl['naive_return']:.2f} "
          f"(OOD {rl['naive_ood_rate']:.2f}), conservative {rl['conservative_return']:.2f}, "
          f"diffusion {rl['diffusion_return']:.2f}")
+    for task, key, unit in (("maze", "compounding", "cells"), ("pusht", "compounding_pusht", "px")):
+        _log(f"compounding error ({task}): one-step model rolled out vs sequence diffusion (shipped checkpoints)")
+        cp = compounding_result(task, n_windows=20 if quick else 200)
+        result[key] = _rounded(cp, 4)
+        _log(f"  error at horizon {cp['horizons'][-1]}: autoregressive {cp['autoregressive_error'][-1]:.4f}, "
+             f"diffusion {cp['diffusion_error'][-1]:.4f} {unit} (ratio {cp['error_ratio_at_max_horizon']:.2f})")
     return result
 
 
-SUITES = {"recap": run_recap, "motivation": run_motivation}
+def compounding_result(task: str = "maze", n_windows: int = 200) -> dict:
+    """The compounding-error experiment on the shipped checkpoints of ``task``, without the raw predictions."""
+    from .compounding import compounding_experiment, load_compounding_models
+
+    models = load_compounding_models(task)
+    out = compounding_experiment(*models, n_windows=n_windows)
+    return {k: v for k, v in out.items() if k not in ("true", "autoregressive", "diffusion")}
+
+
+def run_pusht(quick: bool = False, device=None) -> dict:
+    """Chapter 3's Push-T table: the scripted expert, behaviour cloning and Diffusion Policy.
+
+    Each is rolled out from the same 50 reset seeds (0 .. 49; the demonstrations used seeds
+    >= 10**6) for at most 300 steps: ``mean_max_coverage`` (the best coverage of each episode,
+    averaged), ``success`` (share of episodes reaching coverage > 0.95). ``chunk_ms``: median wall
+    time of one policy call (observation history -> 16-step chunk) on the CPU, DDIM with 10 steps.
+    ``dp_vs_expert``: the diffusion policy's mean max coverage over the expert's.
+    """
+    from .envs.pusht_demos import rollout_expert
+    from .policy import EVAL_SEEDS, evaluate, load_policy
+
+    seeds = EVAL_SEEDS[:3] if quick else EVAL_SEEDS
+    result: dict = {"suite": "pusht", "quick": quick, "torch_threads": torch.get_num_threads(),
+                    "n_episodes": len(seeds)}
+    _log(f"scripted expert on {len(seeds)} seeds")
+    runs = rollout_expert(seeds, n_workers=1)
+    result["expert"] = {"mean_max_coverage": round(float(sum(r["max_coverage"] for r in runs) / len(runs)), 4),
+                        "success": round(float(sum(r["success"] for r in runs) / len(runs)), 4)}
+    _log(f"  {result['expert']}")
+    for name, key in (("pusht-bc", "bc"), ("pusht-diffusion-policy", "diffusion_policy")):
+        _log(f"{name} (shipped checkpoint) on {len(seeds)} seeds")
+        ev = evaluate(load_policy(name, device=device or "cpu"), seeds)
+        result[key] = {"mean_max_coverage": round(ev["mean_max_coverage"], 4), "success": round(ev["success"], 4),
+                       "chunk_ms": round(ev["chunk_ms"], 2)}
+        _log(f"  {result[key]}")
+    result["chunk_ms"] = result["diffusion_policy"]["chunk_ms"]
+    result["dp_vs_expert"] = round(result["diffusion_policy"]["mean_max_coverage"]
+                                   / result["expert"]["mean_max_coverage"], 4)
+    return result
+
+
+SUITES = {"recap": run_recap, "motivation": run_motivation, "pusht": run_pusht}
 
 
 def main(argv=None) -> int:

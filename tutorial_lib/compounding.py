@@ -31,11 +31,18 @@ from .assets import data_dir
 from .ddpm import GaussianDiffusion
 from .diffuser import make_diffusion
 from .envs.maze_data import generate_dataset, load_or_generate
-from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer, TrajectoryWindows
+from .trajectories import ACTION_DIM, LimitsNormalizer, TrajectoryWindows
 
-__all__ = ["CompoundingConfig", "DynamicsData", "dynamics_data", "build_dynamics_net", "dynamics_loss",
+__all__ = ["TASKS", "CompoundingConfig", "pusht_transitions", "training_windows", "DynamicsData", "dynamics_data", "build_dynamics_net", "dynamics_loss",
            "rollout_dynamics", "sequence_windows", "build_sequence_net", "sequence_condition", "sequence_loss",
            "sample_sequences", "heldout_windows", "position_errors", "load_compounding_models", "compounding_experiment"]
+
+
+TASKS = ("maze", "pusht")
+STATE_DIMS = {"maze": 4, "pusht": 6}
+"""Maze: ``(x, y, vx, vy)``. Push-T: ``(agent x, agent y, block x, block y, cos theta, sin theta)``."""
+POSITION = {"maze": slice(0, 2), "pusht": slice(2, 4)}
+"""The coordinates whose error is reported: the ball's position (cells), the block's position (pixels)."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,10 @@ class CompoundingConfig:
     ``n_diffusion_steps``. ``horizon`` is the length of a predicted window (states ``s_0 .. s_{H-1}``).
     """
 
+    task: str = "maze"
     layout: str = "umaze"
     n_transitions: int = 1_000_000
+    n_test_episodes: int = 20
     data_seed: int = 0
     horizon: int = 128
     hidden: int = 256
@@ -65,6 +74,8 @@ class CompoundingConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "dim_mults", tuple(self.dim_mults))
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         multiple = 2 ** (len(self.dim_mults) - 1)
         if self.horizon < 2 or self.horizon % multiple:
             raise ValueError(f"horizon must be a multiple of {multiple} (and >= 2), got {self.horizon}")
@@ -75,10 +86,38 @@ def _stream(cfg: CompoundingConfig) -> dict:
     return load_or_generate(cfg.layout, str(path), n_steps=cfg.n_transitions, seed=cfg.data_seed)
 
 
+def pusht_transitions(n_test_episodes: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Push-T demonstrations as transitions ``[a_t, s_t]`` ``(N, 8)`` (the angle as its cosine
+    and sine), with the episodes ``[start, stop)`` split into training paths and the last
+    ``n_test_episodes`` held out: ``(transitions, train_paths, test_paths)``."""
+    from .envs.pusht_demos import load_demonstrations
+
+    demos = load_demonstrations(str(data_dir() / "pusht" / "demos.npz"))
+    obs = demos["obs"]
+    states = np.concatenate([obs[:, :4], np.cos(obs[:, 4:5]), np.sin(obs[:, 4:5])], axis=1)
+    transitions = np.concatenate([demos["actions"], states], axis=1).astype(np.float32)
+    ends = demos["episode_ends"]
+    paths = np.stack([np.r_[0, ends[:-1]], ends], axis=1)
+    if not 1 <= n_test_episodes < len(paths):
+        raise ValueError(f"n_test_episodes must be in [1, {len(paths) - 1}], got {n_test_episodes}")
+    return transitions, paths[:-n_test_episodes], paths[-n_test_episodes:]
+
+
+def training_windows(cfg: CompoundingConfig, horizon: int) -> TrajectoryWindows:
+    """Training windows ``[a_t, s_t]`` of ``horizon`` steps: anywhere in the continuous maze stream,
+    or inside one training episode of Push-T."""
+    if cfg.task == "maze":
+        return TrajectoryWindows.from_maze_data(_stream(cfg), horizon, split="none")
+    transitions, train_paths, _ = pusht_transitions(cfg.n_test_episodes)
+    train_rows = np.concatenate([np.arange(a, b) for a, b in train_paths])
+    normalizer = LimitsNormalizer.fit(transitions[train_rows])
+    return TrajectoryWindows(transitions, train_paths, horizon, normalizer)
+
+
 # ----------------------------------------------------------------------------- one-step model
 @dataclass
 class DynamicsData:
-    """Rows ``[s_t, a_t, (s_{t+1} - s_t) / delta_scale]`` (normalised states and actions): ``(N, 10)``."""
+    """Rows ``[s_t, a_t, (s_{t+1} - s_t) / delta_scale]`` (normalised states and actions): ``(N, 2 S + 2)``."""
 
     rows: torch.Tensor
     normalizer: LimitsNormalizer
@@ -86,31 +125,32 @@ class DynamicsData:
 
 
 def dynamics_data(cfg: CompoundingConfig) -> DynamicsData:
-    """Every consecutive pair of the stream (it is continuous), with per-coordinate scaled differences:
-    a position moves by about 0.01 per step and a velocity by up to 0.24, so each difference is
-    divided by its standard deviation over the data before it is regressed."""
-    windows = TrajectoryWindows.from_maze_data(_stream(cfg), horizon=2, split="none")
-    x = windows.data                                              # (N, 6) normalised [a, s]
-    s, a = x[:-1, ACTION_DIM:], x[:-1, :ACTION_DIM]
-    delta = x[1:, ACTION_DIM:] - s
+    """Every consecutive pair of the training data (inside one training episode for Push-T), with
+    per-coordinate scaled differences: in the maze a position moves by about 0.01 per step and a
+    velocity by up to 0.24, so each difference is divided by its standard deviation over the data
+    before it is regressed."""
+    windows = training_windows(cfg, horizon=2)
+    pairs = windows.sample_all()                                  # (M, 2, D) normalised [a, s]
+    s, a = pairs[:, 0, ACTION_DIM:], pairs[:, 0, :ACTION_DIM]
+    delta = pairs[:, 1, ACTION_DIM:] - s
     scale = delta.std(0)
     return DynamicsData(torch.cat([s, a, delta / scale], 1), windows.normalizer, scale)
 
 
 def build_dynamics_net(cfg: CompoundingConfig) -> nn.Sequential:
-    """``f_theta``: an MLP ``[s, a] (B, 6) -> scaled state difference (B, 4)``."""
-    layers, width = [], OBSERVATION_DIM + ACTION_DIM
+    """``f_theta``: an MLP ``[s, a] (B, S + 2) -> scaled state difference (B, S)``."""
+    layers, width = [], STATE_DIMS[cfg.task] + ACTION_DIM
     for _ in range(cfg.depth):
         layers += [nn.Linear(width, cfg.hidden), nn.Mish()]
         width = cfg.hidden
-    layers.append(nn.Linear(width, OBSERVATION_DIM))
+    layers.append(nn.Linear(width, STATE_DIMS[cfg.task]))
     return nn.Sequential(*layers)
 
 
 def dynamics_loss(cfg: CompoundingConfig, device=None):
     """``E || f_theta(s_t, a_t) - (s_{t+1} - s_t) / delta_scale ||^2`` on rows of :class:`DynamicsData`."""
     def loss(model, batch, generator=None):
-        d = OBSERVATION_DIM + ACTION_DIM
+        d = STATE_DIMS[cfg.task] + ACTION_DIM
         return ((model(batch[:, :d]) - batch[:, d:]) ** 2).mean()
     return loss
 
@@ -119,7 +159,7 @@ def dynamics_loss(cfg: CompoundingConfig, device=None):
 def rollout_dynamics(model: nn.Module, delta_scale: torch.Tensor, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Autoregressive prediction ``s_hat_{k+1} = s_hat_k + delta_scale * f(s_hat_k, a_k)``.
 
-    Shapes (normalised): s0 ``(B, 4)``, actions ``(B, K, 2)``  ->  states ``(B, K + 1, 4)`` from ``s_0``.
+    Shapes (normalised): s0 ``(B, S)``, actions ``(B, K, 2)``  ->  states ``(B, K + 1, S)`` from ``s_0``.
     """
     s, out = s0, [s0]
     scale = delta_scale.to(s0.device)
@@ -131,21 +171,21 @@ def rollout_dynamics(model: nn.Module, delta_scale: torch.Tensor, s0: torch.Tens
 
 # ----------------------------------------------------------------------------- sequence model
 def sequence_windows(cfg: CompoundingConfig) -> TrajectoryWindows:
-    """Windows ``[a_t, s_t]`` of ``horizon`` steps anywhere in the (continuous) training stream."""
-    return TrajectoryWindows.from_maze_data(_stream(cfg), cfg.horizon, split="none")
+    """Training windows ``[a_t, s_t]`` of ``cfg.horizon`` steps."""
+    return training_windows(cfg, cfg.horizon)
 
 
 def build_sequence_net(cfg: CompoundingConfig):
-    """Diffuser's temporal U-Net over ``(B, H, 6)`` windows."""
+    """Diffuser's temporal U-Net over ``(B, H, 2 + S)`` windows."""
     from .nets.temporal_unet import TemporalUnet
-    return TemporalUnet(TRANSITION_DIM, dim=cfg.dim, dim_mults=cfg.dim_mults)
+    return TemporalUnet(ACTION_DIM + STATE_DIMS[cfg.task], dim=cfg.dim, dim_mults=cfg.dim_mults)
 
 
 def sequence_condition(actions: torch.Tensor, s0: torch.Tensor):
     """``x -> x`` with every action and the first state written in (inpainting).
 
-    Shapes (normalised): actions ``(B, H, 2)``, s0 ``(B, 4)``; the returned function maps
-    ``(B, H, 6) -> (B, H, 6)``.
+    Shapes (normalised): actions ``(B, H, 2)``, s0 ``(B, S)``; the returned function maps
+    ``(B, H, 2 + S) -> (B, H, 2 + S)``.
     """
     def condition(x):
         x = x.clone()
@@ -168,12 +208,12 @@ def sequence_loss(cfg: CompoundingConfig, device=None):
 @torch.no_grad()
 def sample_sequences(model, diffusion: GaussianDiffusion, s0: torch.Tensor, actions: torch.Tensor,
                      generator: torch.Generator | None = None, ddim_steps: int | None = None) -> torch.Tensor:
-    """One sample of ``s_{0:H}`` per row given ``s_0`` and ``a_{0:H}``: ``(B, H, 4)`` (normalised).
+    """One sample of ``s_{0:H}`` per row given ``s_0`` and ``a_{0:H}``: ``(B, H, S)`` (normalised).
 
     DDPM through every diffusion step unless ``ddim_steps`` is given.
     """
     condition = sequence_condition(actions, s0)
-    shape = (actions.shape[0], actions.shape[1], TRANSITION_DIM)
+    shape = (actions.shape[0], actions.shape[1], ACTION_DIM + s0.shape[-1])
     if ddim_steps is None:
         x = diffusion.p_sample_loop(model, shape, generator, condition=condition)
     else:
@@ -182,50 +222,66 @@ def sample_sequences(model, diffusion: GaussianDiffusion, s0: torch.Tensor, acti
 
 
 # ----------------------------------------------------------------------------- the experiment
-def load_compounding_models(device="cpu"):
-    """The shipped models: ``(dynamics, delta_scale, sequence model, normalizer, config)``."""
+RECIPES = {"maze": ("motivation-dynamics-mlp", "motivation-sequence-diffusion"),
+           "pusht": ("motivation-pusht-dynamics-mlp", "motivation-pusht-sequence-diffusion")}
+HORIZONS = {"maze": (1, 2, 4, 8, 16, 32, 64, 127), "pusht": (1, 2, 4, 8, 16, 31)}
+
+
+def load_compounding_models(task: str = "maze", device="cpu"):
+    """The shipped models of ``task``: ``(dynamics, delta_scale, sequence model, normalizer, config)``."""
     from .recipes import load_pretrained
 
-    dynamics, ckpt_d = load_pretrained("motivation-dynamics-mlp", device=device)
-    seq, ckpt_s = load_pretrained("motivation-sequence-diffusion", device=device)
+    if task not in RECIPES:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    dyn_name, seq_name = RECIPES[task]
+    dynamics, ckpt_d = load_pretrained(dyn_name, device=device)
+    seq, ckpt_s = load_pretrained(seq_name, device=device)
     cfg = CompoundingConfig(**ckpt_s["config"])
     norm = LimitsNormalizer.from_state_dict(ckpt_s["extra"]["normalizer"])
     norm_d = LimitsNormalizer.from_state_dict(ckpt_d["extra"]["normalizer"])
     if not (torch.equal(norm.lo, norm_d.lo) and torch.equal(norm.hi, norm_d.hi)):
-        raise ValueError("the two compounding checkpoints were trained on different data; retrain both with "
-                         "python -m tutorial_lib.train motivation-dynamics-mlp / motivation-sequence-diffusion")
+        raise ValueError(f"the two compounding checkpoints of {task} were trained on different data; retrain both "
+                         f"with python -m tutorial_lib.train {dyn_name} / {seq_name}")
     return dynamics, torch.tensor(ckpt_d["extra"]["delta_scale"]), seq, norm, cfg
 
 
 def heldout_windows(cfg: CompoundingConfig, normalizer: LimitsNormalizer, n_windows: int = 200, seed: int = 1,
-                 n_transitions: int = 50_000) -> torch.Tensor:
-    """``n_windows`` windows ``(n, H, 6)`` (normalised with the training normaliser) drawn at random
-    from a fresh stream of the expert with data seed ``seed`` (the models were trained on seed
-    ``cfg.data_seed``)."""
-    if seed == cfg.data_seed:
-        raise ValueError(f"the test stream must use another seed than the training data ({cfg.data_seed})")
-    data = generate_dataset(cfg.layout, n_transitions, seed=seed)
-    windows = TrajectoryWindows.from_maze_data(data, cfg.horizon, split="none", normalizer=normalizer)
+                    n_transitions: int = 50_000) -> torch.Tensor:
+    """``n_windows`` held-out windows ``(n, H, 2 + S)``, normalised with the training normaliser, drawn
+    at random (generator seed ``seed``). Maze: from a fresh stream of the expert with data seed
+    ``seed`` (the models were trained on ``cfg.data_seed``). Push-T: from the held-out episodes
+    (all of their windows if there are fewer than ``n_windows``)."""
+    if cfg.task == "maze":
+        if seed == cfg.data_seed:
+            raise ValueError(f"the test stream must use another seed than the training data ({cfg.data_seed})")
+        data = generate_dataset(cfg.layout, n_transitions, seed=seed)
+        windows = TrajectoryWindows.from_maze_data(data, cfg.horizon, split="none", normalizer=normalizer)
+    else:
+        transitions, _, test_paths = pusht_transitions(cfg.n_test_episodes)
+        windows = TrajectoryWindows(transitions, test_paths, cfg.horizon, normalizer)
     idx = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:n_windows]
     return torch.stack([windows[int(i)] for i in idx])
 
 
-def position_errors(pred: torch.Tensor, true: torch.Tensor, normalizer: LimitsNormalizer) -> np.ndarray:
-    """Mean over windows of the position error at every step, in maze units: ``(B, H, 4)`` x 2 -> ``(H,)``."""
-    state_norm = normalizer.sub(ACTION_DIM, TRANSITION_DIM)
-    p, t = state_norm.unnormalize(pred.cpu())[..., :2], state_norm.unnormalize(true.cpu())[..., :2]
+def position_errors(pred: torch.Tensor, true: torch.Tensor, normalizer: LimitsNormalizer,
+                    task: str = "maze") -> np.ndarray:
+    """Mean over windows of the position error at every step (maze: the ball, in cells; Push-T: the
+    block, in pixels): ``(B, H, S)`` x 2 -> ``(H,)``."""
+    state_norm = normalizer.sub(ACTION_DIM, normalizer.dim)
+    pos = POSITION[task]
+    p, t = state_norm.unnormalize(pred.cpu())[..., pos], state_norm.unnormalize(true.cpu())[..., pos]
     return (p - t).norm(dim=-1).mean(0).numpy()
 
 
 def compounding_experiment(dynamics, delta_scale, seq_model, normalizer: LimitsNormalizer,
-                           cfg: CompoundingConfig, horizons=(1, 2, 4, 8, 16, 32, 64, 127), n_windows: int = 200,
-                           seed: int = 1) -> dict:
+                           cfg: CompoundingConfig, horizons=None, n_windows: int = 200, seed: int = 1) -> dict:
     """Position error vs horizon of both models on held-out windows, given the same ``s_0`` and actions.
 
-    Returns ``horizons``, ``autoregressive_error``, ``diffusion_error`` (lists, maze units, mean over
-    ``n_windows`` windows), ``error_ratio_at_max_horizon`` and the raw predictions for plots:
-    ``true``, ``autoregressive``, ``diffusion`` (``(n, H, 4)`` in maze units).
+    Returns ``horizons``, ``autoregressive_error``, ``diffusion_error`` (lists, mean over the
+    windows, in cells or pixels), ``error_ratio_at_max_horizon``, ``n_windows``, and the raw
+    predictions for plots: ``true``, ``autoregressive``, ``diffusion`` (``(n, H, S)``, unnormalised).
     """
+    horizons = tuple(horizons or HORIZONS[cfg.task])
     if max(horizons) >= cfg.horizon:
         raise ValueError(f"horizons must be < the window length {cfg.horizon}, got {max(horizons)}")
     x = heldout_windows(cfg, normalizer, n_windows, seed)
@@ -234,14 +290,15 @@ def compounding_experiment(dynamics, delta_scale, seq_model, normalizer: LimitsN
     diffusion = make_diffusion(cfg.n_diffusion_steps)
     gen = torch.Generator().manual_seed(seed)
     dm = sample_sequences(seq_model, diffusion, states[:, 0], actions, generator=gen)
-    err_ar = position_errors(ar, states, normalizer)
-    err_dm = position_errors(dm, states, normalizer)
+    err_ar = position_errors(ar, states, normalizer, cfg.task)
+    err_dm = position_errors(dm, states, normalizer, cfg.task)
     hs = list(horizons)
-    state_norm = normalizer.sub(ACTION_DIM, TRANSITION_DIM)
+    state_norm = normalizer.sub(ACTION_DIM, normalizer.dim)
     return {"horizons": hs,
             "autoregressive_error": [float(err_ar[h]) for h in hs],
             "diffusion_error": [float(err_dm[h]) for h in hs],
             "error_ratio_at_max_horizon": float(err_ar[hs[-1]] / err_dm[hs[-1]]),
+            "n_windows": len(x),
             "true": state_norm.unnormalize(states).numpy(),
             "autoregressive": state_norm.unnormalize(ar).numpy(),
             "diffusion": state_norm.unnormalize(dm).numpy()}

@@ -18,7 +18,7 @@ import torch
 from matplotlib import animation
 
 __all__ = ["set_style", "grid_points", "plot_density", "plot_score_field", "plot_training_curve",
-           "plot_obstacle_task", "animate_points", "show_animation", "save_gif", "COLORS"]
+           "plot_obstacle_task", "animate_points", "animate_images", "show_animation", "save_gif", "COLORS"]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
@@ -148,6 +148,27 @@ def animate_points(frames, lim=6.0, background: Callable | None = None, titles: 
         return (*scats, suptitle)
 
     return animation.FuncAnimation(fig, update, frames=len(panels[0]), interval=interval, blit=False)
+
+
+def animate_images(frames, titles: Sequence[str] | None = None, interval: int = 100,
+                   size: float = 3.2) -> animation.FuncAnimation:
+    """Play rendered frames ``(F, S, S, 3)`` uint8 (e.g. an episode's ``env.render()`` images)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (F, height, width, 3), got {frames.shape}")
+    fig, ax = plt.subplots(figsize=(size, size + 0.3))
+    ax.set_axis_off()
+    image = ax.imshow(frames[0])
+    title = ax.set_title(titles[0] if titles else "")
+    fig.tight_layout()
+
+    def update(i):
+        image.set_data(frames[i])
+        if titles:
+            title.set_text(titles[i])
+        return image, title
+
+    return animation.FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
 
 
 def show_animation(anim: animation.FuncAnimation):

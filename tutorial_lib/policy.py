@@ -118,13 +118,19 @@ def policy_normalizers(obs: np.ndarray, actions: np.ndarray) -> tuple[LimitsNorm
 
 @dataclass
 class PushTData:
-    """Normalized training windows: ``obs (N, To, 20)`` and ``actions (N, H, 2)`` in [-1, 1]."""
+    """Normalized training windows: ``obs (N, To, 20)`` and ``actions (N, H, 2)`` in [-1, 1].
+
+    Window ``i`` is centred on step ``step[i]`` of the demonstration file (its current
+    observation is ``demos["obs"][step[i]]``), which belongs to episode ``episode[i]``.
+    """
 
     obs: torch.Tensor
     actions: torch.Tensor
     obs_normalizer: LimitsNormalizer
     action_normalizer: LimitsNormalizer
     n_episodes: int
+    step: torch.Tensor
+    episode: torch.Tensor
 
     def flat(self) -> torch.Tensor:
         """``(N, To * 20 + H * 2)``: one row per window, for the generic training loop."""
@@ -138,14 +144,18 @@ def pusht_data(cfg: PushTPolicyConfig) -> PushTData:
     starts = np.concatenate([[0], ends[:-1]])
     keep = demos["episode_success"] if cfg.successful_only else np.ones(len(ends), bool)
     obs_all = state_to_keypoints_obs(demos["obs"])
-    pieces_o = [obs_all[s:e] for s, e, k in zip(starts, ends, keep) if k]
-    pieces_a = [demos["actions"][s:e] for s, e, k in zip(starts, ends, keep) if k]
+    kept = [(s, e, i) for i, (s, e, k) in enumerate(zip(starts, ends, keep)) if k]
+    pieces_o = [obs_all[s:e] for s, e, _ in kept]
+    pieces_a = [demos["actions"][s:e] for s, e, _ in kept]
     obs, actions = np.concatenate(pieces_o), np.concatenate(pieces_a)
+    step = np.concatenate([np.arange(s, e) for s, e, _ in kept])
+    episode = np.concatenate([np.full(e - s, i) for s, e, i in kept])
     new_ends = np.cumsum([len(p) for p in pieces_o])
     obs_norm, act_norm = policy_normalizers(obs, actions)
     wo, wa = make_windows(obs_norm.normalize(obs), act_norm.normalize(actions), new_ends, cfg.n_obs_steps,
                           cfg.horizon)
-    return PushTData(torch.from_numpy(wo), torch.from_numpy(wa), obs_norm, act_norm, int(keep.sum()))
+    return PushTData(torch.from_numpy(wo), torch.from_numpy(wa), obs_norm, act_norm, int(keep.sum()),
+                     torch.from_numpy(step), torch.from_numpy(episode))
 
 
 def _split(batch: torch.Tensor, cfg: PushTPolicyConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,11 +250,13 @@ class DiffusionPolicy(_ChunkPolicy):
                                                return_trajectory=return_trajectory)
 
     @torch.no_grad()
-    def denoising_trajectory(self, obs_history) -> np.ndarray:
-        """The chunk at every DDIM step, ``(ddim_steps + 1, H, 2)`` in pixels, for one observation
-        history ``(To, 20)`` (the intermediate ones are the sampler's current ``x_t``)."""
+    def denoising_trajectory(self, obs_history, n_samples: int = 1) -> np.ndarray:
+        """``n_samples`` chunks for one observation history ``(To, 20)``, at every DDIM step:
+        ``(ddim_steps + 1, n_samples, H, 2)`` in pixels, from the initial noise (the sampler's
+        current ``x_t``, unnormalised) to the final chunks."""
         o = self.obs_normalizer.normalize(torch.as_tensor(np.asarray(obs_history, np.float32)))
-        traj = self._predict(o.flatten()[None].to(self.device), return_trajectory=True)[:, 0].cpu()
+        o = o.flatten()[None].expand(n_samples, -1).to(self.device)
+        traj = self._predict(o, return_trajectory=True).cpu()
         return self.action_normalizer.unnormalize(traj).numpy()
 
 

@@ -258,6 +258,23 @@ RECIPES: dict[str, Recipe] = {
         make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
         extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
     ),
+    "motivation-pusht-dynamics-mlp": Recipe(
+        name="motivation-pusht-dynamics-mlp", config_cls=CompoundingConfig,
+        description="one-step dynamics model (MLP) of the Push-T demonstrations, 180 training episodes (Chapter 2)",
+        build_model=build_dynamics_net, training_data=dynamics_data, make_loss=dynamics_loss,
+        make_batches=lambda cfg, data, device: _row_sampler(data.rows.to(device)),
+        extra=lambda cfg, data: {"normalizer": data.normalizer.state_dict(),
+                                 "delta_scale": data.delta_scale.tolist()},
+        defaults=dict(task="pusht", horizon=32, n_steps=10_000, batch_size=256, lr=1e-3, ema_decay=0.999),
+    ),
+    "motivation-pusht-sequence-diffusion": Recipe(
+        name="motivation-pusht-sequence-diffusion", config_cls=CompoundingConfig,
+        description="temporal U-Net diffusion over 32-step Push-T windows, actions and start inpainted (Chapter 2)",
+        build_model=build_sequence_net, training_data=sequence_windows, make_loss=sequence_loss,
+        make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
+        extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
+        defaults=dict(task="pusht", horizon=32, n_steps=10_000, batch_size=64),
+    ),
     "pusht-diffusion-policy": Recipe(
         name="pusht-diffusion-policy", config_cls=PushTPolicyConfig,
         description="Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations (Chapter 3)",

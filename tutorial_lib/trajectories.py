@@ -177,6 +177,11 @@ class TrajectoryWindows:
         self.data, self.starts, self._offsets = (v.to(device) for v in (self.data, self.starts, self._offsets))
         return self
 
+    def sample_all(self) -> torch.Tensor:
+        """Every window, in order of its start: ``(M, H, D)`` normalised."""
+        rows = self.starts[:, None] + self._offsets[None, :]
+        return self.data[rows]
+
     def sample_batch(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``batch_size`` windows drawn uniformly with replacement: ``(B, H, D)`` normalised."""
         device = generator.device if generator is not None else self.starts.device

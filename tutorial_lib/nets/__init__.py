@@ -2,7 +2,8 @@
 
 from .embeddings import SinusoidalEmbedding
 from .conditional_mlp import ConditionalTimeMLP
+from .conditional_unet import ConditionalUnet1D
 from .mlp import TimeMLP
 from .temporal_unet import TemporalUnet
 
-__all__ = ["ConditionalTimeMLP", "SinusoidalEmbedding", "TimeMLP", "TemporalUnet"]
+__all__ = ["ConditionalTimeMLP", "ConditionalUnet1D", "SinusoidalEmbedding", "TimeMLP", "TemporalUnet"]

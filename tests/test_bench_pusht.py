@@ -1,0 +1,20 @@
+"""The Push-T benchmark: a quick run prints progress and one JSON object with the three methods."""
+
+import json
+import subprocess
+import sys
+
+
+def test_pusht_bench_quick():
+    out = subprocess.run([sys.executable, "-m", "tutorial_lib.bench", "pusht", "--quick"],
+                         capture_output=True, text=True, check=True, timeout=600).stdout
+    lines = out.strip().splitlines()
+    assert any(line.startswith("[bench]") for line in lines[:-1]), "progress lines expected before the JSON"
+    result = json.loads(lines[-1])
+    assert result["suite"] == "pusht" and result["quick"] is True and result["n_episodes"] == 3
+    for method in ("expert", "bc", "diffusion_policy"):
+        assert 0.0 <= result[method]["mean_max_coverage"] <= 1.0, method
+        assert 0.0 <= result[method]["success"] <= 1.0, method
+    assert result["chunk_ms"] > 0 and result["chunk_ms"] == result["diffusion_policy"]["chunk_ms"]
+    # the scripted expert solves these starts; the benchmark is meaningless if it does not
+    assert result["expert"]["mean_max_coverage"] > 0.9
