@@ -295,3 +295,36 @@ def test_notebook_is_small(notebook):
         f"{rel(notebook)} is {size / 2**20:.1f} MB, over the 8 MB limit; store fewer or smaller "
         "figures and animation frames (lower dpi, fewer frames)"
     )
+
+
+# --------------------------------------------------------------------------- numbers quoted in pages
+def outputs_text(nb: dict) -> str:
+    """Every printed output (stream and text/plain) of a notebook, joined."""
+    parts = []
+    for cell in code_cells(nb):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(text({"source": out["text"]}))
+            elif "text/plain" in out.get("data", {}):
+                parts.append(text({"source": out["data"]["text/plain"]}))
+    return "\n".join(parts)
+
+
+QUOTING_PAGES = ["book/motivation/index.md"]
+
+
+@pytest.mark.parametrize("page", QUOTING_PAGES)
+def test_numbers_in_evidence_tables_are_printed_by_the_linked_notebooks(page):
+    """A chapter page that quotes measured numbers in a table links the notebooks that print them;
+    every decimal number of such a row must appear in the stored outputs of one of them."""
+    path = REPO_ROOT / page
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("|") and "{doc}`" in line and re.search(r"\d\.\d", line)]
+    assert rows, f"{page} has no table row quoting measured numbers"
+    for row in rows:
+        docs = re.findall(r"\{doc\}`(?:[^`<]*<)?([^`>]+)>?`", row)
+        printed = "\n".join(outputs_text(load((path.parent / f"{d}.ipynb").resolve())) for d in docs
+                            if (path.parent / f"{d}.ipynb").exists())
+        assert printed, f"no linked notebook with outputs in row: {row}"
+        for number in re.findall(r"(?<![\w.])-?\d+\.\d+", row.replace("\u2212", "-")):
+            assert number in printed, f"{page}: {number} is not printed by {docs} (row: {row[:80]}...)"
