@@ -118,7 +118,7 @@ def run_motivation(quick: bool = False, device=None) -> dict:
     for task, key, unit in (("maze", "compounding", "cells"), ("pusht", "compounding_pusht", "px")):
         _log(f"compounding error ({task}): one-step model rolled out vs sequence diffusion (shipped checkpoints)")
         cp = compounding_result(task, n_windows=20 if quick else 200)
-        result[key] = _rounded(cp, 4)
+        result[key] = _rounded(cp, 6)
         _log(f"  error at horizon {cp['horizons'][-1]}: autoregressive {cp['autoregressive_error'][-1]:.4f}, "
              f"diffusion {cp['diffusion_error'][-1]:.4f} {unit} (ratio {cp['error_ratio_at_max_horizon']:.2f})")
     return result
@@ -149,7 +149,7 @@ def run_pusht(quick: bool = False, device=None) -> dict:
     result: dict = {"suite": "pusht", "quick": quick, "torch_threads": torch.get_num_threads(),
                     "n_episodes": len(seeds)}
     _log(f"scripted expert on {len(seeds)} seeds")
-    runs = rollout_expert(seeds, n_workers=1)
+    runs = rollout_expert(seeds, n_workers=2)
     result["expert"] = {"mean_max_coverage": round(float(sum(r["max_coverage"] for r in runs) / len(runs)), 4),
                         "success": round(float(sum(r["success"] for r in runs) / len(runs)), 4)}
     _log(f"  {result['expert']}")
