@@ -78,6 +78,12 @@ def save_checkpoint(path: str | os.PathLike, *, name: str, config: Any, model: t
         "rng_state": None if rng_state is None else rng_state.cpu(),
         "extra": extra or {},
     }
+    _atomic_save(payload, path)
+    return path
+
+
+def _atomic_save(payload: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file in ``path``'s folder, flushed to disk, then renamed over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -90,7 +96,6 @@ def save_checkpoint(path: str | os.PathLike, *, name: str, config: Any, model: t
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return path
 
 
 def finalize_checkpoint(path: str | os.PathLike) -> Path:
@@ -101,18 +106,7 @@ def finalize_checkpoint(path: str | os.PathLike) -> Path:
     if ckpt.get("optimizer_state") is None:
         return path
     ckpt["optimizer_state"] = None
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    _atomic_save(ckpt, path)
     return path
 
 

@@ -188,6 +188,27 @@ def _row_sampler(rows: torch.Tensor):
     return sample_batch
 
 
+def _dynamics_recipe(name: str, description: str, defaults: dict) -> Recipe:
+    """A one-step model of the compounding study: batches of 256 consecutive pairs, lr 1e-3."""
+    return Recipe(
+        name=name, config_cls=CompoundingConfig, description=description,
+        build_model=build_dynamics_net, training_data=dynamics_data, make_loss=dynamics_loss,
+        make_batches=lambda cfg, data, device: _row_sampler(data.rows.to(device)),
+        extra=lambda cfg, data: {"normalizer": data.normalizer.state_dict(), "delta_scale": data.delta_scale.tolist()},
+        defaults=dict(batch_size=256, lr=1e-3, ema_decay=0.999, **defaults),
+    )
+
+
+def _sequence_recipe(name: str, description: str, defaults: dict) -> Recipe:
+    """A sequence diffusion model of the compounding study (Diffuser's U-Net, actions and start inpainted)."""
+    return Recipe(
+        name=name, config_cls=CompoundingConfig, description=description,
+        build_model=build_sequence_net, training_data=sequence_windows, make_loss=sequence_loss,
+        make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
+        extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()}, defaults=defaults,
+    )
+
+
 def _maze_windows(cfg: DiffuserConfig) -> TrajectoryWindows:
     path = data_dir() / "maze" / f"{cfg.layout}_{cfg.n_transitions}_seed{cfg.data_seed}.npz"
     data = load_or_generate(cfg.layout, str(path), n_steps=cfg.n_transitions, seed=cfg.data_seed)
@@ -242,39 +263,21 @@ RECIPES: dict[str, Recipe] = {
         description="diffusion policy (conditional DDPM over action chunks) on the same demonstrations (Chapter 2)",
         build_model=build_diffusion_net, training_data=imitation_data, make_loss=diffusion_policy_loss,
     ),
-    "motivation-dynamics-mlp": Recipe(
-        name="motivation-dynamics-mlp", config_cls=CompoundingConfig,
-        description="one-step dynamics model (MLP) of the U-Maze expert data, for the compounding-error study (Chapter 2)",
-        build_model=build_dynamics_net, training_data=dynamics_data, make_loss=dynamics_loss,
-        make_batches=lambda cfg, data, device: _row_sampler(data.rows.to(device)),
-        extra=lambda cfg, data: {"normalizer": data.normalizer.state_dict(),
-                                 "delta_scale": data.delta_scale.tolist()},
-        defaults=dict(n_steps=20_000, batch_size=256, lr=1e-3, ema_decay=0.999),
-    ),
-    "motivation-sequence-diffusion": Recipe(
-        name="motivation-sequence-diffusion", config_cls=CompoundingConfig,
-        description="temporal U-Net diffusion over 128-step U-Maze windows, actions and start inpainted (Chapter 2)",
-        build_model=build_sequence_net, training_data=sequence_windows, make_loss=sequence_loss,
-        make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
-        extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
-    ),
-    "motivation-pusht-dynamics-mlp": Recipe(
-        name="motivation-pusht-dynamics-mlp", config_cls=CompoundingConfig,
-        description="one-step dynamics model (MLP) of the Push-T demonstrations, 180 training episodes (Chapter 2)",
-        build_model=build_dynamics_net, training_data=dynamics_data, make_loss=dynamics_loss,
-        make_batches=lambda cfg, data, device: _row_sampler(data.rows.to(device)),
-        extra=lambda cfg, data: {"normalizer": data.normalizer.state_dict(),
-                                 "delta_scale": data.delta_scale.tolist()},
-        defaults=dict(task="pusht", horizon=32, n_steps=10_000, batch_size=256, lr=1e-3, ema_decay=0.999),
-    ),
-    "motivation-pusht-sequence-diffusion": Recipe(
-        name="motivation-pusht-sequence-diffusion", config_cls=CompoundingConfig,
-        description="temporal U-Net diffusion over 32-step Push-T windows, actions and start inpainted (Chapter 2)",
-        build_model=build_sequence_net, training_data=sequence_windows, make_loss=sequence_loss,
-        make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
-        extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
-        defaults=dict(task="pusht", horizon=32, n_steps=10_000, batch_size=64),
-    ),
+    "motivation-dynamics-mlp": _dynamics_recipe(
+        "motivation-dynamics-mlp",
+        "one-step dynamics model (MLP) of the U-Maze expert data, for the compounding-error study (Chapter 2)",
+        dict(n_steps=20_000)),
+    "motivation-sequence-diffusion": _sequence_recipe(
+        "motivation-sequence-diffusion",
+        "temporal U-Net diffusion over 128-step U-Maze windows, actions and start inpainted (Chapter 2)", {}),
+    "motivation-pusht-dynamics-mlp": _dynamics_recipe(
+        "motivation-pusht-dynamics-mlp",
+        "one-step dynamics model (MLP) of the Push-T demonstrations, 180 training episodes (Chapter 2)",
+        dict(task="pusht", horizon=32, n_steps=10_000)),
+    "motivation-pusht-sequence-diffusion": _sequence_recipe(
+        "motivation-pusht-sequence-diffusion",
+        "temporal U-Net diffusion over 32-step Push-T windows, actions and start inpainted (Chapter 2)",
+        dict(task="pusht", horizon=32, n_steps=10_000, batch_size=64)),
     "pusht-diffusion-policy": Recipe(
         name="pusht-diffusion-policy", config_cls=PushTPolicyConfig,
         description="Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations (Chapter 3)",
