@@ -288,8 +288,9 @@ def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool 
     Every ``n_action_steps`` steps the policy sees the last ``n_obs_steps`` observations (the
     first one repeated at the start) and the env executes ``chunk[To-1 : To-1+Ta]``.
     Returns ``max_coverage``, ``success`` (coverage > 0.95 reached), ``steps``, ``coverage`` (T,),
-    ``chunk_seconds`` (wall time of each policy call) and, if asked, ``frames`` (T+1, S, S, 3) and
-    ``chunks`` (the predicted chunks with the step each was made at).
+    ``block_poses`` (T+1, 3) from the start, ``chunk_seconds`` (wall time of each policy call) and,
+    if asked, ``frames`` (T+1, S, S, 3) and ``chunks`` (the predicted chunks with the step each was
+    made at).
     """
     cfg = policy.cfg
     env = PushTEnv(obs_type="keypoints", render_mode="rgb_array" if render else None, max_episode_steps=max_steps)
@@ -297,7 +298,7 @@ def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool 
     history = deque([obs] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps)
     queue: deque = deque()
     frames = [env.render()] if render else []
-    coverage, chunk_seconds, chunks = [], [], []
+    coverage, chunk_seconds, chunks, poses = [], [], [], [env.block_pose]
     done, terminated = False, False
     while not done:
         if not queue:
@@ -310,11 +311,13 @@ def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool 
         obs, _, terminated, truncated, info = env.step(np.clip(queue.popleft(), 0, 512))
         history.append(obs)
         coverage.append(info["coverage"])
+        poses.append(env.block_pose)
         if render:
             frames.append(env.render())
         done = terminated or truncated
     out = {"max_coverage": float(max(coverage)), "success": bool(terminated), "steps": len(coverage),
-           "coverage": np.array(coverage), "chunk_seconds": np.array(chunk_seconds)}
+           "coverage": np.array(coverage), "block_poses": np.array(poses),
+           "chunk_seconds": np.array(chunk_seconds)}
     if render:
         out["frames"] = np.stack(frames)
     if record_chunks:
@@ -328,8 +331,9 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
     The episodes run in lockstep and the policy is called once per decision point on the batch of
     all running episodes (same results as one episode at a time up to the sampler's noise, and
     many times faster). Returns ``mean_max_coverage``, ``success`` (share of episodes reaching
-    coverage > 0.95), per-episode ``max_coverage`` and ``steps``, and ``chunk_ms``: the median wall
-    time of one *single-episode* policy call (batch of 1), over the first ``n_timing`` start states.
+    coverage > 0.95), per-episode ``max_coverage``, ``steps`` and ``block_left`` (the block's centre
+    left the 512 x 512 workspace: pushed through a wall), and ``chunk_ms``: the median wall time of
+    one *single-episode* policy call (batch of 1), over the first ``n_timing`` start states.
     """
     cfg = policy.cfg
     seeds = [int(s) for s in seeds]
@@ -338,7 +342,7 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
     histories = [deque([o] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps) for o in first]
     queues = [deque() for _ in seeds]
     max_cov, steps = np.zeros(len(seeds)), np.zeros(len(seeds), int)
-    success = np.zeros(len(seeds), bool)
+    success, block_left = np.zeros(len(seeds), bool), np.zeros(len(seeds), bool)
     active = list(range(len(seeds)))
     while active:
         need = [i for i in active if not queues[i]]
@@ -352,6 +356,8 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
             histories[i].append(obs)
             max_cov[i], steps[i] = max(max_cov[i], info["coverage"]), steps[i] + 1
             success[i] |= terminated
+            pos = envs[i].block_pose[:2]
+            block_left[i] |= bool((pos < 0).any() or (pos > 512).any())
             if not (terminated or truncated):
                 still.append(i)
         active = still
@@ -361,4 +367,5 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
         policy.predict_chunk(np.stack([o] * cfg.n_obs_steps))
         timings.append(time.perf_counter() - t0)
     return {"mean_max_coverage": float(max_cov.mean()), "success": float(success.mean()),
-            "max_coverage": max_cov, "steps": steps, "chunk_ms": float(1000 * np.median(timings))}
+            "max_coverage": max_cov, "steps": steps, "block_left": block_left,
+            "chunk_ms": float(1000 * np.median(timings))}
