@@ -138,3 +138,23 @@ def test_cosine_learning_rate_schedule_and_bad_schedule_name():
         torch.optim.Adam = original
     assert seen[0] == pytest.approx(1.0) and seen[5] == pytest.approx(0.5) and seen[-1] < 0.03
     assert all(a >= b for a, b in zip(seen, seen[1:]))
+
+
+def test_finalize_drops_only_the_optimizer_state(tmp_path):
+    from tutorial_lib.checkpoint import finalize_checkpoint
+
+    _fit(20, tmp_path / "f.pt")
+    before = load_checkpoint(tmp_path / "f.pt")
+    size = (tmp_path / "f.pt").stat().st_size
+    finalize_checkpoint(tmp_path / "f.pt")
+    after = load_checkpoint(tmp_path / "f.pt")
+    assert before["optimizer_state"] is not None and after["optimizer_state"] is None
+    assert (tmp_path / "f.pt").stat().st_size < size
+    for key in ("model_state", "ema_state"):
+        for k, v in before[key].items():
+            torch.testing.assert_close(after[key][k], v)
+    assert after["step"] == 20 and after["history"] == before["history"]
+    # a finished, finalized run loads and resumes without its optimizer (a fresh Adam continues it)
+    more = _fit(25, tmp_path / "f.pt")
+    assert more.resumed_from == 20 and more.step == 25
+    assert not list(tmp_path.glob("*.tmp"))
