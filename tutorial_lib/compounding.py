@@ -30,7 +30,8 @@ from torch import nn
 from .assets import data_dir
 from .ddpm import GaussianDiffusion
 from .diffuser import make_diffusion
-from .envs.maze_data import generate_dataset, load_or_generate
+from .envs.maze_data import generate_dataset, load_stream
+from .nets.mlp import mlp
 from .trajectories import ACTION_DIM, LimitsNormalizer, TrajectoryWindows
 
 __all__ = ["TASKS", "CompoundingConfig", "pusht_transitions", "training_windows", "DynamicsData", "dynamics_data", "build_dynamics_net", "dynamics_loss",
@@ -81,11 +82,6 @@ class CompoundingConfig:
             raise ValueError(f"horizon must be a multiple of {multiple} (and >= 2), got {self.horizon}")
 
 
-def _stream(cfg: CompoundingConfig) -> dict:
-    path = data_dir() / "maze" / f"{cfg.layout}_{cfg.n_transitions}_seed{cfg.data_seed}.npz"
-    return load_or_generate(cfg.layout, str(path), n_steps=cfg.n_transitions, seed=cfg.data_seed)
-
-
 def pusht_transitions(n_test_episodes: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Push-T demonstrations as transitions ``[a_t, s_t]`` ``(N, 8)`` (the angle as its cosine
     and sine), with the episodes ``[start, stop)`` split into training paths and the last
@@ -107,7 +103,8 @@ def training_windows(cfg: CompoundingConfig, horizon: int) -> TrajectoryWindows:
     """Training windows ``[a_t, s_t]`` of ``horizon`` steps: anywhere in the continuous maze stream,
     or inside one training episode of Push-T."""
     if cfg.task == "maze":
-        return TrajectoryWindows.from_maze_data(_stream(cfg), horizon, split="none")
+        return TrajectoryWindows.from_maze_data(load_stream(cfg.layout, cfg.n_transitions, cfg.data_seed), horizon,
+                                                 split="none")
     transitions, train_paths, _ = pusht_transitions(cfg.n_test_episodes)
     train_rows = np.concatenate([np.arange(a, b) for a, b in train_paths])
     normalizer = LimitsNormalizer.fit(transitions[train_rows])
@@ -139,12 +136,7 @@ def dynamics_data(cfg: CompoundingConfig) -> DynamicsData:
 
 def build_dynamics_net(cfg: CompoundingConfig) -> nn.Sequential:
     """``f_theta``: an MLP ``[s, a] (B, S + 2) -> scaled state difference (B, S)``."""
-    layers, width = [], STATE_DIMS[cfg.task] + ACTION_DIM
-    for _ in range(cfg.depth):
-        layers += [nn.Linear(width, cfg.hidden), nn.Mish()]
-        width = cfg.hidden
-    layers.append(nn.Linear(width, STATE_DIMS[cfg.task]))
-    return nn.Sequential(*layers)
+    return mlp(STATE_DIMS[cfg.task] + ACTION_DIM, STATE_DIMS[cfg.task], cfg.hidden, cfg.depth)
 
 
 def dynamics_loss(cfg: CompoundingConfig, device=None):

@@ -36,6 +36,7 @@ from .ddpm import GaussianDiffusion, make_beta_schedule
 from .envs.pusht import PushTEnv
 from .envs.pusht_demos import load_demonstrations, state_to_keypoints_obs
 from .nets.conditional_unet import ConditionalUnet1D
+from .nets.mlp import mlp
 from .trajectories import LimitsNormalizer
 
 __all__ = ["PushTPolicyConfig", "make_windows", "policy_normalizers", "PushTData", "pusht_data",
@@ -171,12 +172,7 @@ def build_diffusion_net(cfg: PushTPolicyConfig) -> ConditionalUnet1D:
 
 def build_bc_net(cfg: PushTPolicyConfig) -> nn.Sequential:
     """The baseline: an MLP from the flattened observations ``(B, To * 20)`` to a flat chunk ``(B, H * 2)``."""
-    layers, width = [], cfg.n_obs_steps * OBS_DIM
-    for _ in range(cfg.depth):
-        layers += [nn.Linear(width, cfg.hidden), nn.Mish()]
-        width = cfg.hidden
-    layers.append(nn.Linear(width, cfg.horizon * ACTION_DIM))
-    return nn.Sequential(*layers)
+    return mlp(cfg.n_obs_steps * OBS_DIM, cfg.horizon * ACTION_DIM, cfg.hidden, cfg.depth)
 
 
 def make_diffusion(cfg: PushTPolicyConfig) -> GaussianDiffusion:

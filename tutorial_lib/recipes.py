@@ -13,11 +13,11 @@ from typing import Callable
 
 import torch
 
-from .assets import data_dir, verify_file
+from .assets import verify_file
 from .checkpoint import load_checkpoint
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .diffuser import diffuser_loss, make_diffusion
-from .envs.maze_data import load_or_generate
+from .envs.maze_data import load_stream
 from .imitation import (ImitationConfig, bc_loss, build_bc, build_diffusion_net, diffusion_policy_loss,
                         imitation_data)
 from .nets.mlp import TimeMLP
@@ -188,6 +188,18 @@ def _row_sampler(rows: torch.Tensor):
     return sample_batch
 
 
+def _pusht_recipe(name: str, description: str, build_model, make_loss, defaults: dict) -> Recipe:
+    """A Push-T policy: the demonstration windows as flat rows, the normalisers saved beside the weights."""
+    return Recipe(
+        name=name, config_cls=PushTPolicyConfig, description=description,
+        build_model=build_model, training_data=pusht_data, make_loss=make_loss,
+        make_batches=lambda cfg, data, device: _row_sampler(data.flat().to(device)),
+        extra=lambda cfg, data: {"obs_normalizer": data.obs_normalizer.state_dict(),
+                                 "action_normalizer": data.action_normalizer.state_dict()},
+        defaults=defaults,
+    )
+
+
 def _dynamics_recipe(name: str, description: str, defaults: dict) -> Recipe:
     """A one-step model of the compounding study: batches of 256 consecutive pairs, lr 1e-3."""
     return Recipe(
@@ -210,8 +222,7 @@ def _sequence_recipe(name: str, description: str, defaults: dict) -> Recipe:
 
 
 def _maze_windows(cfg: DiffuserConfig) -> TrajectoryWindows:
-    path = data_dir() / "maze" / f"{cfg.layout}_{cfg.n_transitions}_seed{cfg.data_seed}.npz"
-    data = load_or_generate(cfg.layout, str(path), n_steps=cfg.n_transitions, seed=cfg.data_seed)
+    data = load_stream(cfg.layout, cfg.n_transitions, cfg.data_seed)
     return TrajectoryWindows.from_maze_data(data, cfg.horizon, split=cfg.split)
 
 
@@ -278,23 +289,13 @@ RECIPES: dict[str, Recipe] = {
         "motivation-pusht-sequence-diffusion",
         "temporal U-Net diffusion over 32-step Push-T windows, actions and start inpainted (Chapter 2)",
         dict(task="pusht", horizon=32, n_steps=10_000, batch_size=64)),
-    "pusht-diffusion-policy": Recipe(
-        name="pusht-diffusion-policy", config_cls=PushTPolicyConfig,
-        description="Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations (Chapter 3)",
-        build_model=pusht_net, training_data=lambda cfg: pusht_data(cfg), make_loss=pusht_dp_loss,
-        make_batches=lambda cfg, data, device: _row_sampler(data.flat().to(device)),
-        extra=lambda cfg, data: {"obs_normalizer": data.obs_normalizer.state_dict(),
-                                 "action_normalizer": data.action_normalizer.state_dict()},
-    ),
-    "pusht-bc": Recipe(
-        name="pusht-bc", config_cls=PushTPolicyConfig,
-        description="behaviour cloning (MLP, squared loss) of the same action chunks (Chapter 3)",
-        build_model=build_bc_net, training_data=lambda cfg: pusht_data(cfg), make_loss=pusht_bc_loss,
-        make_batches=lambda cfg, data, device: _row_sampler(data.flat().to(device)),
-        extra=lambda cfg, data: {"obs_normalizer": data.obs_normalizer.state_dict(),
-                                 "action_normalizer": data.action_normalizer.state_dict()},
-        defaults=dict(n_steps=20_000, lr=1e-3),
-    ),
+    "pusht-diffusion-policy": _pusht_recipe(
+        "pusht-diffusion-policy",
+        "Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations (Chapter 3)",
+        pusht_net, pusht_dp_loss, {}),
+    "pusht-bc": _pusht_recipe(
+        "pusht-bc", "behaviour cloning (MLP, squared loss) of the same action chunks (Chapter 3)",
+        build_bc_net, pusht_bc_loss, dict(n_steps=20_000, lr=1e-3)),
 }
 
 
@@ -322,10 +323,7 @@ def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | No
         sample_batch = recipe.make_batches(cfg, data, device)
     else:
         data = data.to(device)
-
-        def sample_batch(batch_size, generator):
-            idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=generator.device)
-            return data[idx]
+        sample_batch = _row_sampler(data)
 
     extra = recipe.extra(cfg, data) if recipe.extra is not None else None
     return train(model, recipe.make_loss(cfg, device), sample_batch, recipe.train_config(cfg), name=name,

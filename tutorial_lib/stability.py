@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .evaluation import eval_sets
 from .metrics import quality_ratio
-from .nets.mlp import TimeMLP
+from .nets.mlp import TimeMLP, mlp
 from .toy_data import sample_dataset, six_mode_mixture
 from .training import update_ema
 
@@ -64,14 +65,6 @@ def _data(cfg: StabilityConfig) -> torch.Tensor:
 def _score(samples: torch.Tensor, cfg: StabilityConfig) -> tuple[float, float]:
     heldout, reference = eval_sets("six_modes", cfg.n_eval)
     return quality_ratio(samples, reference, heldout), six_mode_mixture().mode_weight_error(samples)
-
-
-def _mlp(d_in: int, d_out: int, hidden: int, depth: int) -> nn.Sequential:
-    layers, width = [], d_in
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
-        width = hidden
-    return nn.Sequential(*layers, nn.Linear(width, d_out))
 
 
 class _Log:
@@ -138,7 +131,9 @@ def train_gan_run(cfg: StabilityConfig, seed: int) -> dict:
     """
     data = _data(cfg)
     torch.manual_seed(seed)
-    gen, disc = _mlp(cfg.latent_dim, 2, cfg.hidden, cfg.depth), _mlp(2, 1, cfg.hidden, cfg.depth)
+    leaky = functools.partial(nn.LeakyReLU, 0.2)
+    gen = mlp(cfg.latent_dim, 2, cfg.hidden, cfg.depth, activation=leaky)
+    disc = mlp(2, 1, cfg.hidden, cfg.depth, activation=leaky)
     ema = copy.deepcopy(gen).requires_grad_(False)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.gan_lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.gan_lr, betas=(0.5, 0.999))

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from tutorial_lib.assets import data_dir
 from tutorial_lib.envs.maze import EPISODE_LENGTHS, RESET_NOISE, point_mass_step
 from tutorial_lib.envs.maze_expert import WaypointController
 from tutorial_lib.envs.maze_grid import LAYOUTS, MazeGrid, check_layout
@@ -133,6 +134,12 @@ def load_dataset(path: str) -> dict:
     data["layout"] = str(data["layout"])
     check_layout(data["layout"])
     return data
+
+
+def load_stream(layout: str, n_steps: int, seed: int = 0) -> dict:
+    """The expert stream of ``layout`` kept in ``data/maze/`` (generated and saved on first use)."""
+    path = data_dir() / "maze" / f"{layout}_{n_steps}_seed{seed}.npz"
+    return load_or_generate(layout, str(path), n_steps=n_steps, seed=seed)
 
 
 def load_or_generate(layout: str, path: str, n_steps: int | None = None, seed: int = 0) -> dict:

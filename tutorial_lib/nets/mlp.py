@@ -7,7 +7,19 @@ from torch import nn
 
 from .embeddings import SinusoidalEmbedding
 
-__all__ = ["TimeMLP"]
+__all__ = ["TimeMLP", "mlp"]
+
+
+def mlp(d_in: int, d_out: int, hidden: int, depth: int, activation=nn.Mish) -> nn.Sequential:
+    """A plain MLP: ``depth`` times ``Linear -> activation`` of width ``hidden``, then ``Linear`` to ``d_out``.
+
+    Shapes: ``(B, d_in) -> (B, d_out)``.
+    """
+    layers, width = [], d_in
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), activation()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, d_out))
 
 
 class ResidualBlock(nn.Module):
