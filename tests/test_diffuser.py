@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tutorial_lib.diffuser import (DiffuserPlanner, Plan, apply_conditioning, diffuser_loss, load_diffuser,
-                                   make_diffusion, sample_plans, start_goal_conditions)
+                                   make_diffusion, random_conditions, sample_plans, start_goal_conditions)
 from tutorial_lib.envs.maze import point_mass_step
 from tutorial_lib.envs.maze_data import generate_dataset
 from tutorial_lib.envs.maze_expert import evaluate_policy, make_eval_pairs
@@ -100,13 +100,61 @@ def test_maze_windows_follow_the_dynamics_and_avoid_goal_exits(umaze_data):
         for t in range(31):
             pos, vel = point_mass_step(walls, tuple(w[t, 2:4]), tuple(w[t, 4:6]), tuple(w[t, :2]))
             np.testing.assert_allclose(pos + vel, w[t + 1, 2:], atol=2e-3)
-    with pytest.raises(ValueError, match="no path is at least horizon"):
+    with pytest.raises(ValueError, match="no path is at least 2000 steps long"):
         TrajectoryWindows.from_maze_data(umaze_data, horizon=2_000, split="arrivals")
     with pytest.raises(ValueError, match="unknown split 'episodes'"):
         split_stream(umaze_data, "episodes")
 
 
+def test_strided_windows_keep_every_kth_step_of_one_path():
+    paths = np.array([[0, 40], [40, 100]])
+    rows = np.arange(100, dtype=np.float32)
+    path_id = (rows >= 40).astype(np.float32)
+    transitions = np.stack([rows, path_id, *np.zeros((4, 100), np.float32)], axis=1)
+    windows = TrajectoryWindows(transitions, paths, horizon=8, stride=4,
+                                normalizer=LimitsNormalizer([0.0] * 6, [1.0] * 6))
+    assert len(windows) == (40 - 29 + 1) + (60 - 29 + 1)         # a window spans 7 * 4 + 1 = 29 steps
+    raw = windows.normalizer.unnormalize(windows.sample_batch(500, torch.Generator().manual_seed(0)))
+    assert raw.shape == (500, 8, 6)
+    assert torch.equal(raw[:, 1:, 0] - raw[:, :-1, 0], torch.full((500, 7), 4.0))
+    assert (raw[:, :, 1] == raw[:, :1, 1]).all()
+    assert torch.equal(windows[3], windows.sample_all()[3])
+    with pytest.raises(ValueError, match="stride must be an integer >= 1"):
+        TrajectoryWindows(transitions, paths, horizon=8, stride=0)
+
+
 # ----------------------------------------------------------------------------- inpainting
+def test_nan_conditions_leave_entries_free():
+    x = torch.randn(2, 8, 6)
+    goal_pos = torch.tensor([0.3, -0.4, float("nan"), float("nan")])
+    per_sample = torch.tensor([[0.1, 0.2, 0.3, 0.4], [float("nan")] * 4])
+    y = apply_conditioning(x, {5: goal_pos, 2: per_sample})
+    assert torch.equal(y[:, 5, 2:4], goal_pos[:2].expand(2, 2)) and torch.equal(y[:, 5, 4:], x[:, 5, 4:])
+    assert torch.equal(y[0, 2, 2:], per_sample[0]) and torch.equal(y[1, 2], x[1, 2])
+    assert not torch.isnan(y).any()
+
+
+def test_random_training_conditions():
+    x0 = torch.rand(4_000, 16, 6)
+    cond = random_conditions(x0, torch.Generator().manual_seed(0))
+    assert torch.equal(cond[0], x0[:, 0, 2:])                         # the start, always
+    goal_rows = ~torch.isnan(cond[15][:, 2])                          # velocities pinned only by the goal
+    assert 0.45 < goal_rows.float().mean() < 0.55
+    assert torch.equal(cond[15][goal_rows], x0[goal_rows, 15, 2:])
+    via = torch.stack([~torch.isnan(cond[t][:, 0]) for t in range(1, 15)], 1)      # (B, 14) positions pinned
+    assert via.sum(1).max() <= 1 and 0.4 < via.any(1).float().mean() < 0.5        # p = 0.5 * 14 / 15
+    rows, ks = via.nonzero(as_tuple=True)
+    assert torch.equal(cond_pos := torch.stack([cond[int(k) + 1][r, :2] for r, k in zip(rows[:50], ks[:50])]),
+                       torch.stack([x0[r, int(k) + 1, 2:4] for r, k in zip(rows[:50], ks[:50])]))
+    assert torch.isnan(torch.stack([cond[t][:, 2:] for t in range(1, 15)])).all()   # via-points: positions only
+    assert cond_pos.shape == (50, 2)
+    loss = diffuser_loss(lambda x, t: torch.zeros_like(x), make_diffusion(8), x0[:64],
+                         torch.Generator().manual_seed(1), conditioning="random")
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="conditioning must be 'start_goal' or 'random'"):
+        diffuser_loss(lambda x, t: x, make_diffusion(8), x0[:4], conditioning="goal")
+
+
 def test_apply_conditioning_overwrites_only_the_given_states():
     x = torch.randn(3, 8, 6)
     start, goal, via = torch.randn(3, 4), torch.randn(4), torch.randn(4)
@@ -248,10 +296,40 @@ def test_replans_keep_the_first_plans_arrival_time(umaze_data):
         np.testing.assert_allclose(first, obs, atol=1e-5)
 
 
+def test_earliest_arrival_follows_the_first_plan_that_keeps_the_data_speed(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=16, stride=4)
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(6), windows.normalizer, horizon=16, stride=4,
+                              arrival="earliest", n_arrivals=4, n_samples=2, device="cpu")
+    np.testing.assert_array_equal(planner.arrival_indices(16), [4, 8, 11, 15])
+    state, goal = np.array([3.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    plan = planner.plan(state, goal)
+    assert plan.observations.shape == (8, 16, 4)
+    np.testing.assert_array_equal(plan.arrival, [4, 4, 8, 8, 11, 11, 15, 15])
+    for b, k in enumerate(plan.arrival):                       # goal position pinned at the arrival index
+        np.testing.assert_allclose(plan.observations[b, k, :2], goal, atol=1e-5)
+        np.testing.assert_allclose(plan.observations[b, 0], state, atol=1e-5)
+    ok = planner.feasible(plan.observations, plan.arrival)
+    assert plan.chosen == (int(np.flatnonzero(ok)[0]) if ok.any() else 7)
+    # the check itself: a jump faster than the data's top speed before the arrival fails it, after it does not
+    line = np.zeros((2, 16, 4))
+    line[:, :, 0] = np.linspace(0, 0.1, 16)
+    line[:, 5, 0] += 0.3 * planner.max_speed[0] * 4 * 0.01 * 10
+    np.testing.assert_array_equal(planner.feasible(line, np.array([15, 4])), [False, True])
+    # tracking: interpolation between points, the goal at rest after the arrival
+    planner.plan_result, planner.stride = plan, 4
+    seq, k = plan.observations[plan.chosen], plan.arrival[plan.chosen]
+    np.testing.assert_allclose(planner.reference(1), 0.5 * seq[0] + 0.5 * seq[1], atol=1e-6)
+    np.testing.assert_allclose(planner.reference(4 * k + 10), [*goal, 0, 0], atol=1e-5)
+
+
 def test_planner_rejects_bad_arguments(umaze_data):
     n = LimitsNormalizer.fit(make_transitions(umaze_data))
     with pytest.raises(ValueError, match="control must be 'pd'"):
         DiffuserPlanner(tiny_unet(), make_diffusion(8), n, horizon=16, control="torque")
+    with pytest.raises(ValueError, match="arrival must be 'end'"):
+        DiffuserPlanner(tiny_unet(), make_diffusion(8), n, horizon=16, arrival="soon")
+    with pytest.raises(ValueError, match="needs a plan of every step"):
+        DiffuserPlanner(tiny_unet(), make_diffusion(8), n, horizon=16, control="actions", stride=4)
     with pytest.raises(ValueError, match="normalizer must cover the 6 transition coordinates"):
         DiffuserPlanner(tiny_unet(), make_diffusion(8), n.sub(2, 6), horizon=16)
     planner = DiffuserPlanner(tiny_unet(), make_diffusion(8), n, horizon=16, device="cpu")
@@ -266,10 +344,16 @@ def test_config_checks():
     with pytest.raises(ValueError, match="split must be one of"):
         DiffuserConfig(split="episodes")
     large = get_recipe("maze-large-diffuser").config()
-    assert (large.layout, large.horizon, large.n_diffusion_steps) == ("large", 384, 256)
+    assert (large.layout, large.horizon * large.stride, large.n_diffusion_steps) == ("large", 384, 64)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        DiffuserConfig(stride=0)
+    with pytest.raises(ValueError, match="conditioning must be"):
+        DiffuserConfig(conditioning="goal")
+    paper = DiffuserConfig()   # the class defaults are the paper's U-Maze settings
+    assert (paper.horizon, paper.stride, paper.n_diffusion_steps, paper.dim, paper.dim_mults) == (128, 1, 64, 32, (1, 4, 8))
+    assert (paper.lr, paper.batch_size, paper.ema_decay, paper.conditioning) == (2e-4, 32, 0.995, "start_goal")
     umaze = get_recipe("maze-umaze-diffuser").config()
-    assert (umaze.horizon, umaze.n_diffusion_steps, umaze.dim, umaze.dim_mults) == (128, 64, 32, (1, 4, 8))
-    assert (umaze.lr, umaze.batch_size, umaze.ema_decay) == (2e-4, 32, 0.995)
+    assert (umaze.horizon, umaze.stride, umaze.dim, umaze.conditioning) == (32, 4, 16, "random")
 
 
 def test_recipe_trains_saves_the_normalizer_and_loads(tmp_path, monkeypatch):

@@ -42,7 +42,7 @@ from .ddpm import GaussianDiffusion, make_beta_schedule
 from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
 from .utils import get_device
 
-__all__ = ["apply_conditioning", "start_goal_conditions", "make_diffusion", "diffuser_loss", "sample_plans",
+__all__ = ["apply_conditioning", "start_goal_conditions", "random_conditions", "make_diffusion", "diffuser_loss", "sample_plans",
            "Plan", "DiffuserPlanner", "load_diffuser"]
 
 
@@ -53,7 +53,8 @@ def apply_conditioning(x: torch.Tensor, conditions: dict, action_dim: int = ACTI
         x: ``(B, H, D)`` trajectories ``[a_t, o_t]`` (normalised).
         conditions: ``{t: value}`` with ``t`` an int in ``[-H, H)`` (e.g. 0 the start, ``H - 1`` the goal,
             others via-points) and ``value`` the normalised observation, ``(D - action_dim,)`` or
-            ``(B, D - action_dim)``.
+            ``(B, D - action_dim)``. A NaN entry leaves that coordinate free, e.g. a goal position
+            with free velocity ``(gx, gy, nan, nan)``, or a condition that holds for some samples only.
     Returns:
         A copy of ``x`` with those entries replaced (actions are never conditioned).
     """
@@ -70,7 +71,8 @@ def apply_conditioning(x: torch.Tensor, conditions: dict, action_dim: int = ACTI
         if value.shape not in ((obs_dim,), (B, obs_dim)):
             raise ValueError(f"condition at t = {t} must be an observation of shape ({obs_dim},) or ({B}, {obs_dim}) "
                              f"(normalised), got {tuple(value.shape)}")
-        out[:, t, action_dim:] = value
+        known = ~torch.isnan(value)
+        out[:, t, action_dim:] = torch.where(known, value, out[:, t, action_dim:])
     return out
 
 
@@ -82,20 +84,57 @@ def start_goal_conditions(x0: torch.Tensor, action_dim: int = ACTION_DIM) -> dic
     return {0: x0[:, 0, action_dim:], x0.shape[1] - 1: x0[:, -1, action_dim:]}
 
 
+def random_conditions(x0: torch.Tensor, generator: torch.Generator | None = None, p_goal: float = 0.5,
+                      p_position: float = 0.5, action_dim: int = ACTION_DIM, n_position: int = 2) -> dict:
+    """Training conditions that cover what the planner asks at test time, drawn per window.
+
+    Every window keeps its first state (the plan starts where the agent is). Independently, with
+    probability ``p_goal`` its last state is pinned (Diffuser's goal), and with probability
+    ``p_position`` the *position* of a state at a uniformly random index ``k in [1, H - 1]``
+    (velocity free): the shape of a via-point, or of a goal to reach by step ``k``. Entries not
+    pinned are NaN (see ``apply_conditioning``). Diffuser itself trains with start and goal only
+    (``start_goal_conditions``); a model trained so cannot be asked for a via-point or an earlier
+    arrival without leaving its training distribution.
+
+    ``x0: (B, H, D)``  ->  ``{0: (B, obs), H - 1: (B, obs), k: (B, obs) for each k drawn}``.
+    """
+    B, H, D = x0.shape
+    obs = x0[:, :, action_dim:]
+    nan = torch.full_like(obs[:, 0], float("nan"))
+    u = torch.rand(B, 2, generator=generator, device=x0.device)
+    conditions = {0: obs[:, 0], H - 1: torch.where(u[:, :1] < p_goal, obs[:, -1], nan)}
+    k = torch.randint(1, H, (B,), generator=generator, device=x0.device)
+    pos = torch.where(u[:, 1:] < p_position, obs[torch.arange(B, device=x0.device), k], nan)
+    pos[:, n_position:] = float("nan")
+    for t in torch.unique(k).tolist():
+        rows = k == t
+        value = conditions.get(t, nan.clone()).clone()
+        value[rows] = torch.where(torch.isnan(pos[rows]), value[rows], pos[rows])
+        conditions[t] = value
+    return conditions
+
+
 def make_diffusion(n_diffusion_steps: int, schedule: str = "cosine") -> GaussianDiffusion:
     """Diffuser's process: cosine schedule, the network predicts ``x_0``, estimates clipped to ``[-1, 1]``."""
     return GaussianDiffusion(make_beta_schedule(schedule, n_diffusion_steps), prediction="x0", clip_denoised=1.0)
 
 
 def diffuser_loss(model, diffusion: GaussianDiffusion, x0: torch.Tensor, generator: torch.Generator | None = None,
-                  action_dim: int = ACTION_DIM) -> torch.Tensor:
-    """``E || x_0 - c(f(c(x_t), t)) ||^2`` with ``c`` inpainting the window's own start and goal states.
+                  action_dim: int = ACTION_DIM, conditioning: str = "start_goal") -> torch.Tensor:
+    """``E || x_0 - c(f(c(x_t), t)) ||^2`` with ``c`` inpainting some of the window's own states.
 
     As in ``diffuser/models/diffusion.py`` (``p_losses``): the condition is applied to the noisy
     window before the network sees it and to the network's estimate, so the known entries cost
     nothing and the loss is spent on the rest. ``x0: (B, H, D)`` normalised windows.
+    ``conditioning``: ``"start_goal"`` (Diffuser's: first and last state) or ``"random"``
+    (``random_conditions``: the start, and a goal and a via-point position each half the time).
     """
-    conditions = start_goal_conditions(x0, action_dim)
+    if conditioning == "start_goal":
+        conditions = start_goal_conditions(x0, action_dim)
+    elif conditioning == "random":
+        conditions = random_conditions(x0, generator, action_dim=action_dim)
+    else:
+        raise ValueError(f"conditioning must be 'start_goal' or 'random', got {conditioning!r}")
 
     def condition(x):
         return apply_conditioning(x, conditions, action_dim)
@@ -125,59 +164,92 @@ def sample_plans(model, diffusion: GaussianDiffusion, conditions: dict, shape: t
 
 @dataclass
 class Plan:
-    """A sampled plan in raw units: ``observations: (n_samples, H, 4)``, ``actions: (n_samples, H, 2)``."""
+    """Sampled plans in raw units: ``observations: (n, H, 4)``, ``actions: (n, H, 2)``.
+
+    ``arrival: (n,)`` the index at which each plan was asked to be at the goal; ``chosen`` the plan
+    the planner follows.
+    """
 
     observations: np.ndarray
     actions: np.ndarray
+    arrival: np.ndarray | None = None
+    chosen: int = 0
 
 
 class DiffuserPlanner:
     """A policy ``action = planner(obs, goal)`` that plans with Diffuser and tracks the plan.
 
     Plans on the first call after ``reset()``, when the goal changes, and every ``replan_every`` steps
-    (``None``: open loop, plan once, Diffuser's maze2d setting). Samples ``n_samples`` plans and follows
-    the first. Works with ``maze_expert.evaluate_policy``.
+    (``None``: open loop, plan once, Diffuser's maze2d setting). Works with
+    ``maze_expert.evaluate_policy``.
 
-    Replanning keeps the deadline of the first plan: ``k`` steps after the goal was set, it plans
-    over the ``H - k`` steps left (``replan_horizon``; the U-Net takes any multiple of 4). Replanning
-    over ``H`` steps again would postpone the arrival at every replan: the data's windows always take
-    all ``H`` steps, so such a planner chases a goal that keeps receding. (Inpainting the goal from
-    index ``H - 1 - k`` to the end instead asks for a ball at rest for many steps, which the data never
-    shows; the plans it gives on U-Maze break apart.)
+    When to arrive (``arrival``). ``"end"`` is Diffuser's: the goal state, at rest, is inpainted at the
+    last index ``H - 1``; ``n_samples`` plans are drawn and the first is followed. A plan always takes
+    its whole horizon, so a near goal is reached late. ``"earliest"`` (for a model trained with
+    ``random_conditions``) asks for the goal *position* (velocity free) at each of
+    ``n_arrivals`` indices ``k`` spread over the horizon, ``n_samples`` plans each, all in one batch,
+    and follows the earliest plan that is *feasible*: every step of it up to ``k`` moves no faster
+    than the data ever moved (``max_speed``, per axis, with 10 % slack). A plan asked to arrive too
+    soon must hurry, and hurrying is what the check catches; it needs no map. If none passes, the
+    last candidate (``k = H - 1``) is followed.
+
+    Replanning (``"end"``) keeps the deadline of the first plan: ``k`` steps after the goal was set,
+    it plans over the ``H - k`` steps left (``replan_horizon``; the U-Net takes any multiple of 4).
+    Replanning over ``H`` steps again would postpone the arrival at every replan: the data's windows
+    always take all ``H`` steps, so such a planner chases a goal that keeps receding. With
+    ``"earliest"`` every replan searches the arrival afresh over the full horizon.
+
+    Tracking. The planned states are followed with a PD law, as Diffuser's maze2d script does: at
+    step ``j`` after planning, the reference ``r`` is the plan at time ``j + 1`` (interpolated
+    linearly between points when ``stride > 1``), or the arrival state at rest past the arrival,
+
+        a = k_p (r_pos - pos) + k_d (r_vel - vel),   clipped to [-1, 1].
 
     Args:
         model: the trained denoiser ``f(x, t)`` (e.g. ``TemporalUnet``), in eval mode.
         diffusion: its ``GaussianDiffusion`` (``make_diffusion``).
         normalizer: ``LimitsNormalizer`` of the ``D = 6`` transition coordinates.
-        horizon: planning horizon H (a multiple of the U-Net's ``horizon_multiple``).
+        horizon: planning horizon H in points (a multiple of the U-Net's ``horizon_multiple``).
+        stride: environment steps between plan points (the model's training stride).
+        n_samples: plans drawn per arrival candidate.
         ddim_steps: ``None`` for DDPM with every step, else DDIM with this many steps (``eta = 0``).
-        kp, kd: PD gains on the position and velocity errors (Diffuser's maze2d script: 1 and 1). On
-            our U-Maze the ball lags behind such a plan; with a small model (dim 16, 27k steps, open
-            loop, 20 fixed-goal pairs) every goal was reached with both, at a return of 138 with
-            ``kp = 1`` and 192 with ``kp = 10`` (the data controller's gain), the expert's being 195.
+        arrival: ``"end"`` or ``"earliest"`` (above); ``n_arrivals`` candidates for the latter.
+        kp, kd: PD gains on the position and velocity errors (Diffuser's maze2d script: 1 and 1; the
+            data's waypoint controller uses 10 on the position).
         min_replan_horizon: shortest horizon of a replan (default ``H // 4``).
-        control: ``"pd"`` to track the planned states, ``"actions"`` to execute the planned actions.
+        control: ``"pd"`` to track the planned states, ``"actions"`` to execute the planned actions
+            (stride 1 only).
         seed: seed of the sampler's generator (a planner repeats its plans after ``reset(seed)``).
     """
 
     def __init__(self, model, diffusion: GaussianDiffusion, normalizer: LimitsNormalizer, horizon: int,
                  n_samples: int = 1, ddim_steps: int | None = None, replan_every: int | None = None,
                  kp: float = 1.0, kd: float = 1.0, control: str = "pd", seed: int = 0, device=None,
-                 min_replan_horizon: int | None = None):
+                 min_replan_horizon: int | None = None, stride: int = 1, arrival: str = "end",
+                 n_arrivals: int = 8):
         if control not in ("pd", "actions"):
             raise ValueError(f"control must be 'pd' (track the planned states) or 'actions', got {control!r}")
+        if control == "actions" and stride != 1:
+            raise ValueError(f"control='actions' needs a plan of every step (stride 1), got stride {stride}")
+        if arrival not in ("end", "earliest"):
+            raise ValueError(f"arrival must be 'end' (Diffuser's) or 'earliest', got {arrival!r}")
         if normalizer.dim != TRANSITION_DIM:
             raise ValueError(f"normalizer must cover the {TRANSITION_DIM} transition coordinates [a, o], "
                              f"got {normalizer.dim}")
         if replan_every is not None and not 1 <= replan_every:
             raise ValueError(f"replan_every must be None (open loop) or >= 1, got {replan_every}")
+        if int(stride) < 1 or int(n_arrivals) < 1 or int(n_samples) < 1:
+            raise ValueError(f"stride, n_samples and n_arrivals must be >= 1, got {stride}, {n_samples}, {n_arrivals}")
         self.device = get_device(device)
         self.model, self.diffusion = model.to(self.device).eval(), diffusion.to(self.device)
         self.normalizer, self.obs_normalizer = normalizer, normalizer.sub(ACTION_DIM, TRANSITION_DIM)
-        self.horizon, self.n_samples = int(horizon), int(n_samples)
+        self.horizon, self.n_samples, self.stride = int(horizon), int(n_samples), int(stride)
         self.ddim_steps, self.replan_every = ddim_steps, replan_every
         self.kp, self.kd, self.control = float(kp), float(kd), control
+        self.arrival, self.n_arrivals = arrival, int(n_arrivals)
         self.min_replan_horizon = self.horizon // 4 if min_replan_horizon is None else int(min_replan_horizon)
+        vel_lo, vel_hi = normalizer.lo[ACTION_DIM + 2:].numpy(), normalizer.hi[ACTION_DIM + 2:].numpy()
+        self.max_speed = np.maximum(np.abs(vel_lo), np.abs(vel_hi)).astype(np.float64)   # (2,) per axis
         self.seed = seed
         self.reset()
 
@@ -190,10 +262,45 @@ class DiffuserPlanner:
         self.t_goal = 0     # steps taken since the current goal was set
         self.n_plans = 0
 
+    def arrival_indices(self, horizon: int) -> np.ndarray:
+        """The candidate arrival indices of ``arrival="earliest"``: ``n_arrivals`` evenly up to ``H - 1``."""
+        return np.unique(np.linspace(horizon - 1, 0, self.n_arrivals, endpoint=False).round().astype(int))
+
+    def _conditions(self, state: np.ndarray, goal_state: np.ndarray, horizon: int) -> tuple[dict, np.ndarray, int]:
+        """Inpainting conditions for one plan request: ``(conditions, arrival (B,), B)``."""
+        norm = self.obs_normalizer.normalize
+        start = torch.as_tensor(norm(state), device=self.device)
+        goal = torch.as_tensor(norm(goal_state), device=self.device)
+        if self.arrival == "end":
+            return {0: start, horizon - 1: goal}, np.full(self.n_samples, horizon - 1), self.n_samples
+        ks = self.arrival_indices(horizon)
+        arrival = np.repeat(ks, self.n_samples)                       # (B,) sorted, earliest first
+        B = len(arrival)
+        conditions = {0: start}
+        for k in ks:
+            value = torch.full((B, OBSERVATION_DIM), float("nan"), device=self.device)
+            value[torch.as_tensor(arrival == k, device=self.device), :2] = goal[:2]
+            conditions[int(k)] = value
+        return conditions, arrival, B
+
+    def feasible(self, observations: np.ndarray, arrival: np.ndarray) -> np.ndarray:
+        """Whether each plan moves no faster than the data up to its arrival: ``(B, H, 4), (B,) -> (B,)``.
+
+        ``|p_{i+1} - p_i| <= 1.1 * max_speed * stride * dt`` per axis for every ``i < arrival``,
+        with ``dt = 0.01`` s and ``max_speed`` the largest speed in the training data.
+        """
+        from .envs.maze import DT
+
+        step = np.abs(np.diff(observations[..., :2], axis=1))                       # (B, H - 1, 2)
+        limit = 1.1 * self.max_speed * self.stride * DT
+        before = np.arange(step.shape[1])[None, :] < np.asarray(arrival)[:, None]   # (B, H - 1)
+        return ~((step > limit).any(-1) & before).any(-1)
+
     def plan(self, state, goal, horizon: int | None = None) -> Plan:
         """Sample plans from ``state: (4,)`` to ``goal: (2,)`` (reached at rest) or ``(4,)``; raw units.
 
-        The goal is inpainted at the last index of a plan of ``horizon`` steps (default: the planner's).
+        The goal is inpainted as ``arrival`` says (see the class) in plans of ``horizon`` points
+        (default: the planner's).
         """
         horizon = self.horizon if horizon is None else int(horizon)
         state = np.asarray(state, dtype=np.float32).reshape(-1)
@@ -202,30 +309,40 @@ class DiffuserPlanner:
             raise ValueError(f"state must be (x, y, vx, vy) and goal (x, y) or (x, y, vx, vy), got shapes "
                              f"{state.shape} and {goal.shape}")
         goal_state = np.concatenate([goal, np.zeros(2, np.float32)]) if goal.shape == (2,) else goal
-        norm = self.obs_normalizer.normalize
-        conditions = {0: torch.as_tensor(norm(state), device=self.device),
-                      horizon - 1: torch.as_tensor(norm(goal_state), device=self.device)}
-        x = sample_plans(self.model, self.diffusion, conditions, (self.n_samples, horizon, TRANSITION_DIM),
+        conditions, arrival, B = self._conditions(state, goal_state, horizon)
+        x = sample_plans(self.model, self.diffusion, conditions, (B, horizon, TRANSITION_DIM),
                          ddim_steps=self.ddim_steps, generator=self.generator)
         x = self.normalizer.unnormalize(x.float().cpu()).numpy()
         self.n_plans += 1
-        return Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM])
+        plan = Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM], arrival=arrival)
+        if self.arrival == "earliest":
+            ok = np.flatnonzero(self.feasible(plan.observations, arrival))
+            plan.chosen = int(ok[0]) if len(ok) else B - 1
+        return plan
 
     def replan_horizon(self) -> int:
         """The horizon of a replan ``t_goal`` steps after the goal was set: the steps left, rounded up.
 
-        ``H - t_goal`` rounded up to a multiple of the network's ``horizon_multiple``, and at least
-        ``min_replan_horizon``; the goal is then due when the first plan said.
+        ``H - t_goal / stride`` rounded up to a multiple of the network's ``horizon_multiple``, and at
+        least ``min_replan_horizon``; the goal is then due when the first plan said. With
+        ``arrival="earliest"``: always ``H``.
         """
+        if self.arrival == "earliest":
+            return self.horizon
         m = getattr(self.model, "horizon_multiple", 1)
-        return max(-(-(self.horizon - self.t_goal) // m) * m, self.min_replan_horizon)
+        left = self.horizon - self.t_goal / self.stride
+        return max(int(-(-left // m)) * m, self.min_replan_horizon)
 
     def reference(self, k: int) -> np.ndarray:
-        """The state to track at plan step ``k``: ``o_{k+1}``, or the plan's last state at rest past its end."""
-        seq = self.plan_result.observations[0]
-        if k + 1 < len(seq):
-            return seq[k + 1]
-        return np.concatenate([seq[-1, :2], np.zeros(2, seq.dtype)])
+        """The state to track ``k`` steps after planning: the plan at time ``k + 1`` (interpolated), or
+        its arrival state at rest once past the arrival."""
+        plan = self.plan_result
+        seq, end = plan.observations[plan.chosen], int(plan.arrival[plan.chosen])
+        tau = (k + 1) / self.stride
+        if tau >= end:
+            return np.concatenate([seq[end, :2], np.zeros(2, seq.dtype)])
+        i, frac = int(tau), tau - int(tau)
+        return (1 - frac) * seq[i] + frac * seq[i + 1]
 
     def __call__(self, obs, goal) -> np.ndarray:
         """``obs: (4,)``, ``goal: (2,)``  ->  ``action: (2,) float32`` in ``[-1, 1]``; plans when due (see the class)."""
@@ -237,7 +354,7 @@ class DiffuserPlanner:
             self.plan_result, self.k = self.plan(obs, goal, self.replan_horizon()), 0
         self.t_goal += 1
         if self.control == "actions":
-            actions = self.plan_result.actions[0]
+            actions = self.plan_result.actions[self.plan_result.chosen]
             action = actions[self.k] if self.k < len(actions) else np.zeros(2)
         else:
             r = self.reference(self.k)

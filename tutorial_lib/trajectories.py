@@ -139,38 +139,46 @@ def window_starts(paths, horizon: int) -> np.ndarray:
 class TrajectoryWindows:
     """Normalised windows ``x: (H, D)`` of a transition stream, drawn so none crosses a path boundary.
 
+    With ``stride = s > 1`` a window keeps every ``s``-th transition, ``x[k] = tau[t + k s]``: ``H``
+    points spanning ``(H - 1) s + 1`` environment steps (a plan at a coarser time step, see
+    ``diffuser``). ``stride = 1`` is Diffuser's layout.
+
     Args:
         transitions: ``(N, D)`` transitions ``[a_t, o_t]`` (raw units).
         paths: ``(n_paths, 2)`` rows ``[start, stop)`` (from ``split_stream``).
-        horizon: window length ``H``.
+        horizon: window length ``H`` (points).
         normalizer: a fitted ``LimitsNormalizer``; by default fitted on ``transitions``.
+        stride: environment steps between consecutive points of a window.
     """
 
-    def __init__(self, transitions, paths, horizon: int, normalizer: LimitsNormalizer | None = None):
+    def __init__(self, transitions, paths, horizon: int, normalizer: LimitsNormalizer | None = None,
+                 stride: int = 1):
+        if int(stride) < 1:
+            raise ValueError(f"stride must be an integer >= 1, got {stride}")
         transitions = torch.as_tensor(np.asarray(transitions, dtype=np.float32))
         self.normalizer = normalizer if normalizer is not None else LimitsNormalizer.fit(transitions)
         self.data = self.normalizer.normalize(transitions)            # (N, D) in [-1, 1]
-        self.horizon = int(horizon)
-        self.starts = torch.as_tensor(window_starts(paths, horizon))  # (M,)
+        self.horizon, self.stride = int(horizon), int(stride)
+        span = (self.horizon - 1) * self.stride + 1
+        self.starts = torch.as_tensor(window_starts(paths, span))     # (M,)
         if len(self.starts) == 0:
-            raise ValueError(f"no path is at least horizon = {horizon} steps long; longest: "
+            raise ValueError(f"no path is at least {span} steps long (horizon {horizon}, stride {stride}); longest: "
                              f"{int(np.diff(np.asarray(paths)).max()) if len(paths) else 0} steps; "
                              "use a shorter horizon, more data, or split='none'")
-        self._offsets = torch.arange(self.horizon)
+        self._offsets = torch.arange(self.horizon) * self.stride
 
     @classmethod
     def from_maze_data(cls, data: dict, horizon: int, split: str = "goal_exits",
-                       normalizer: LimitsNormalizer | None = None) -> "TrajectoryWindows":
+                       normalizer: LimitsNormalizer | None = None, stride: int = 1) -> "TrajectoryWindows":
         """Windows of a maze dataset (``maze_data.generate_dataset`` / ``load_or_generate``)."""
-        return cls(make_transitions(data), split_stream(data, split), horizon, normalizer)
+        return cls(make_transitions(data), split_stream(data, split), horizon, normalizer, stride)
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         """Window ``i``: ``(H, D)`` normalised."""
-        s = int(self.starts[i])
-        return self.data[s:s + self.horizon]
+        return self.data[int(self.starts[i]) + self._offsets]
 
     def to(self, device) -> "TrajectoryWindows":
         """Move the data to ``device`` (in place); returns self."""

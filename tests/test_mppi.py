@@ -1,0 +1,120 @@
+"""Tests of the MPPI baseline: the batched physics equals the scalar one, MPPI reaches a near goal, errors."""
+
+import numpy as np
+import pytest
+
+import tutorial_lib.envs  # noqa: F401  (registers the ids)
+from tutorial_lib.envs.maze import ACCEL_PER_ACTION, BALL_RADIUS, DT, MAX_SPEED, VELOCITY_DECAY, point_mass_step
+from tutorial_lib.envs.maze_expert import evaluate_policy
+from tutorial_lib.envs.maze_grid import MazeGrid
+from tutorial_lib.mppi import MPPIPlanner, batched_point_mass_step
+
+
+# ---------------------------------------------------------------------------- batched physics
+@pytest.mark.parametrize("layout", ["umaze", "medium", "large"])
+def test_batched_step_equals_scalar_step_through_wall_contacts(layout):
+    grid = MazeGrid.from_layout(layout)
+    walls = tuple(tuple(bool(w) for w in row) for row in grid.walls)
+    rng = np.random.default_rng(0)
+    n_balls, n_steps = 8, 300
+    pos = grid.free_cells[rng.integers(len(grid.free_cells), size=n_balls)] + rng.uniform(-0.1, 0.1, (n_balls, 2))
+    vel = np.zeros((n_balls, 2))
+    scalar = [(tuple(p), (0.0, 0.0)) for p in pos]
+    push = np.full(n_balls, 1.0)  # a persistent push per ball, so that balls reach and press on walls
+    contacts = 0
+    for t in range(n_steps):
+        if t % 50 == 0:
+            push = rng.choice([-1.0, 1.0], size=(n_balls, 2))
+        action = np.clip(push + rng.normal(0.0, 0.5, (n_balls, 2)), -1.0, 1.0)
+        free_vel = VELOCITY_DECAY * np.clip(vel, -MAX_SPEED, MAX_SPEED) + DT * ACCEL_PER_ACTION * action
+        free_pos = pos + DT * free_vel  # where the ball would go without walls
+        pos, vel = batched_point_mass_step(grid.walls, pos, vel, action)
+        contacts += int(np.any(np.abs(pos - free_pos) > 1e-12, axis=1).sum())
+        scalar = [point_mass_step(walls, p, v, tuple(a)) for (p, v), a in zip(scalar, action)]
+        np.testing.assert_allclose(pos, [p for p, _ in scalar], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(vel, [v for _, v in scalar], rtol=0, atol=1e-9)
+        assert grid.is_free(pos, BALL_RADIUS).all()  # the push-out leaves no overlap
+    assert contacts > 200, f"only {contacts} wall contacts; the rollout should press balls against walls"
+
+
+def test_batched_step_stops_a_ball_on_a_wall_face():
+    grid = MazeGrid.from_layout("umaze")
+    pos, vel = np.array([[1.0, 1.0]]), np.zeros((1, 2))
+    for _ in range(100):  # push towards the wall cell (0, 1), i.e. along -x
+        pos, vel = batched_point_mass_step(grid.walls, pos, vel, np.array([[-1.0, 0.0]]))
+    assert pos[0, 0] == pytest.approx(0.5 + BALL_RADIUS, abs=1e-8)
+    assert pos[0, 1] == pytest.approx(1.0)
+    assert vel[0, 0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_batched_step_rejects_bad_shapes():
+    walls = MazeGrid.from_layout("umaze").walls
+    with pytest.raises(ValueError, match="pos must have shape"):
+        batched_point_mass_step(walls, np.zeros(2), np.zeros((1, 2)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="share one shape"):
+        batched_point_mass_step(walls, np.ones((2, 2)), np.zeros((1, 2)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="action must be finite"):
+        batched_point_mass_step(walls, np.ones((1, 2)), np.zeros((1, 2)), np.full((1, 2), np.nan))
+
+
+# ---------------------------------------------------------------------------- MPPI
+def test_mppi_reaches_a_near_goal_and_stays():
+    # (1, 1) -> (1, 2) and (3, 3) -> (2, 3): neighbouring free cells of U-Maze, 1.0 apart.
+    pairs = np.array([[[1.0, 1.0], [1.0, 2.0]], [[3.0, 3.0], [2.0, 3.0]]])
+    result = evaluate_policy("tutorial_lib/PointMaze-UMaze-v0",
+                             MPPIPlanner("umaze", samples=64, horizon=64, seed=0), pairs)
+    assert result.success.all()
+    assert (result.steps_to_goal < 100).all()
+    assert (result.returns > 200).all()  # it stays in the goal region once there
+
+
+def test_rollout_rewards_sparse_and_dense():
+    # From rest with zero force the ball stays at (1, 1), 2.0 from the goal: sparse 0, dense -2 per step.
+    planner = MPPIPlanner("umaze", samples=16, horizon=16, seed=0)
+    obs, goal = np.array([1.0, 1.0, 0.0, 0.0], np.float32), np.array([3.0, 1.0])
+    controls = np.zeros((3, 16, 2))
+    assert planner.rollout_rewards(obs, goal, controls).tolist() == [0.0, 0.0, 0.0]
+    dense = MPPIPlanner("umaze", samples=16, horizon=16, reward="dense", seed=0)
+    assert (dense.rollout_rewards(obs, goal, controls) == pytest.approx(-16 * 2.0))
+
+
+def test_mppi_is_deterministic_by_seed_and_reset():
+    obs, goal = np.array([1.0, 1.0, 0.0, 0.0], np.float32), np.array([1.0, 2.0])
+
+    def actions(planner, n=5):
+        out = []
+        for _ in range(n):
+            a = planner(obs, goal)
+            assert a.shape == (2,) and a.dtype == np.float32 and np.all(np.abs(a) <= 1.0)
+            out.append(a)
+        return np.array(out)
+
+    first = actions(MPPIPlanner("umaze", samples=32, horizon=16, seed=3))
+    np.testing.assert_array_equal(first, actions(MPPIPlanner("umaze", samples=32, horizon=16, seed=3)))
+    assert not np.array_equal(first, actions(MPPIPlanner("umaze", samples=32, horizon=16, seed=4)))
+    planner = MPPIPlanner("umaze", samples=32, horizon=16, seed=0)
+    actions(planner)
+    planner.reset(seed=3)
+    assert np.all(planner.nominal == 0.0)
+    np.testing.assert_array_equal(first, actions(planner))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layout": "tiny"}, "unknown maze layout"),
+    ({"horizon": 0}, "horizon must be"),
+    ({"samples": 0}, "samples must be"),
+    ({"sigma": 0.0}, "sigma must be"),
+    ({"temperature": -1.0}, "temperature"),
+    ({"reward": "shaped"}, "reward must be one of"),
+])
+def test_mppi_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MPPIPlanner(**kwargs)
+
+
+def test_mppi_rejects_bad_observations():
+    planner = MPPIPlanner("umaze", samples=4, horizon=4, seed=0)
+    with pytest.raises(ValueError, match="obs must be"):
+        planner(np.zeros(2), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="goal must be"):
+        planner(np.array([1.0, 1.0, 0.0, 0.0]), np.array([np.nan, 2.0]))
