@@ -5,6 +5,8 @@ Suites:
     motivation  Chapter 2: behaviour cloning vs a diffusion policy on two-way demonstrations;
                 naive, conservative and diffusion-steered offline RL on a 2D bandit;
                 compounding error of a one-step model vs a sequence diffusion model in the maze.
+    maze        Chapter 3: random, the waypoint expert, behaviour cloning, MPPI and Diffuser on the
+                three maze2d layouts, 100 fixed start/goal pairs each.
     pusht       Chapter 3: the scripted expert, behaviour cloning and Diffusion Policy on Push-T.
 
 ``--quick`` runs a much smaller version (for tests); its numbers are not the benchmark's.
@@ -19,7 +21,7 @@ import time
 
 import torch
 
-__all__ = ["run_recap", "run_motivation", "run_pusht", "SUITES", "main"]
+__all__ = ["run_recap", "run_motivation", "run_maze", "run_pusht", "SUITES", "main"]
 
 
 def _log(msg: str) -> None:
@@ -165,17 +167,46 @@ def run_pusht(quick: bool = False, device=None) -> dict:
     return result
 
 
-SUITES = {"recap": run_recap, "motivation": run_motivation, "pusht": run_pusht}
+def run_maze(quick: bool = False, device=None) -> dict:
+    """Chapter 3's maze table: ``{"umaze": {...}, "medium": {...}, "large": {...}}``.
+
+    Per layout (``maze_eval.maze_benchmark``): ``random``, ``expert``, ``bc``, ``mppi`` and
+    ``diffuser``, each with ``success``, ``return``, ``normalized_score`` (100 (R - R_random) /
+    (R_expert - R_random) on the same pairs) and ``steps_to_goal``; ``plan_ms``, the median CPU time
+    of one Diffuser plan, and ``forward_ms``, of one network call. 100 pairs per layout
+    (``make_eval_pairs(layout, 100, seed=0)``); ``--quick``: 2 pairs and a small MPPI.
+    """
+    from .maze_eval import maze_benchmark
+
+    result: dict = {"suite": "maze", "quick": quick, "torch_threads": torch.get_num_threads()}
+    for layout in ("umaze", "medium", "large"):
+        _log(f"{layout}: {2 if quick else 100} start/goal pairs")
+        t0 = time.perf_counter()
+        result[layout] = maze_benchmark(layout, n_pairs=2 if quick else 100, device=device or "cpu",
+                                        mppi_kwargs=dict(samples=16, horizon=16) if quick else None,
+                                        timing_pairs=2 if quick else 20, log=_log)
+        _log(f"  plan_ms {result[layout]['plan_ms']}, forward_ms {result[layout]['forward_ms']} "
+             f"({time.perf_counter() - t0:.0f} s)")
+    return result
+
+
+SUITES = {"recap": run_recap, "motivation": run_motivation, "maze": run_maze, "pusht": run_pusht}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tutorial_lib.bench", description=__doc__.splitlines()[0])
     parser.add_argument("suite", choices=sorted(SUITES))
     parser.add_argument("--quick", action="store_true", help="a small, fast version for tests")
+    parser.add_argument("--out", default=None, help="also write the JSON to this file (e.g. data/bench/maze.json)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     result = SUITES[args.suite](quick=args.quick)
     result["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
     return 0
 

@@ -320,6 +320,23 @@ class DiffuserPlanner:
             plan.chosen = int(ok[0]) if len(ok) else B - 1
         return plan
 
+    def denoising_trajectory(self, state, goal, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every intermediate sample of one ``plan`` call: ``(n_steps + 1, B, H, 4)`` observations, raw units,
+        from the conditioned noise to the plans, and the arrival index of each plan ``(B,)``.
+
+        Uses (and advances) the planner's generator like ``plan``; for figures.
+        """
+        horizon = self.horizon if horizon is None else int(horizon)
+        state = np.asarray(state, dtype=np.float32).reshape(-1)
+        goal = np.asarray(goal, dtype=np.float32).reshape(-1)
+        goal_state = np.concatenate([goal, np.zeros(2, np.float32)]) if goal.shape == (2,) else goal
+        conditions, arrival, B = self._conditions(state, goal_state, horizon)
+        traj = sample_plans(self.model, self.diffusion, conditions, (B, horizon, TRANSITION_DIM),
+                            ddim_steps=self.ddim_steps, generator=self.generator, return_trajectory=True)
+        # noisy samples leave [-1, 1]; clip for display so that they stay on the picture
+        traj = self.normalizer.unnormalize(traj.float().cpu().clamp(-1.0, 1.0)).numpy()
+        return traj[..., ACTION_DIM:], arrival
+
     def replan_horizon(self) -> int:
         """The horizon of a replan ``t_goal`` steps after the goal was set: the steps left, rounded up.
 

@@ -18,7 +18,8 @@ import torch
 from matplotlib import animation
 
 __all__ = ["set_style", "grid_points", "plot_density", "plot_score_field", "plot_training_curve",
-           "plot_obstacle_task", "animate_points", "animate_images", "show_animation", "save_gif", "COLORS"]
+           "plot_obstacle_task", "maze_xy", "plot_maze", "plot_plans", "animate_plans", "animate_points", "animate_images",
+           "show_animation", "save_gif", "COLORS"]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
@@ -107,6 +108,72 @@ def plot_obstacle_task(ax, paths=(), success=None, task=None, alpha: float = 0.6
         ax.plot(path[:, 0], path[:, 1], color=colour, alpha=alpha, lw=1, zorder=2)
     ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal")
     return ax
+
+
+def maze_xy(points):
+    """Maze positions ``(..., >= 2)`` as plot coordinates ``(horizontal, vertical) = (y, x)`` (see ``plot_maze``)."""
+    p = np.asarray(points)
+    return p[..., 1], p[..., 0]
+
+
+def plot_maze(ax, layout: str, start=None, goal=None, goal_radius: float = 0.5):
+    """Draw a maze2d layout as the environment renders it and the layout text reads: cell ``(i, j)``
+    (centred at ``(x, y) = (i, j)``) in row ``i`` from the top, column ``j``; so ``x`` points down
+    and ``y`` right. ``start``, ``goal``: ``(2,)`` positions to mark (a dot; a star in its reward disc).
+    Draw points with :func:`maze_xy`, which swaps them to ``(y, x)``.
+    """
+    from .envs.maze_grid import MazeGrid
+
+    walls = MazeGrid.from_layout(layout).walls
+    n_x, n_y = walls.shape
+    ax.imshow(walls, cmap="Greys", vmin=0, vmax=1.4, extent=(-0.5, n_y - 0.5, n_x - 0.5, -0.5),
+              interpolation="nearest", zorder=0)
+    if goal is not None:
+        gy, gx = maze_xy(goal)
+        ax.add_patch(plt.Circle((gy, gx), goal_radius, color=COLORS[2], alpha=0.3, zorder=1))
+        ax.plot(gy, gx, marker="*", color=COLORS[2], ms=12, zorder=4)
+    if start is not None:
+        ax.plot(*maze_xy(start), marker="o", color=COLORS[0], ms=7, zorder=4)
+    ax.set(xlim=(-0.5, n_y - 0.5), ylim=(n_x - 0.5, -0.5), aspect="equal", xticks=[], yticks=[])
+    ax.grid(False)
+    return ax
+
+
+def plot_plans(ax, layout: str, plans, start=None, goal=None, color=COLORS[3], alpha: float = 0.8, lw: float = 1.5,
+               dots: bool = False):
+    """A maze with plans drawn over it; ``plans: (n, H, >= 2)`` positions (or ``(H, >= 2)`` for one)."""
+    plot_maze(ax, layout, start, goal)
+    plans = np.asarray(plans)
+    for plan in plans.reshape(-1, *plans.shape[-2:]):
+        ax.plot(*maze_xy(plan), color=color, alpha=alpha, lw=lw, zorder=3,
+                marker="." if dots else None, ms=3)
+    return ax
+
+
+def animate_plans(frames, layout: str, start=None, goal=None, titles: Sequence[str] | None = None,
+                  interval: int = 120, size: float = 4.0) -> animation.FuncAnimation:
+    """Animate plans emerging from noise in a maze: ``frames: (F, n, H, >= 2)`` positions, one line per plan."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] < 2:
+        raise ValueError(f"frames must have shape (F, n_plans, H, >= 2), got {frames.shape}")
+    from .envs.maze_grid import MazeGrid
+
+    n_x, n_y = MazeGrid.from_layout(layout).walls.shape
+    fig, ax = plt.subplots(figsize=(size * n_y / max(n_x, n_y) + 0.2, size * n_x / max(n_x, n_y) + 0.5))
+    plot_maze(ax, layout, start, goal)
+    lines = [ax.plot(*maze_xy(p), color=COLORS[3], alpha=0.8, lw=1.5, marker=".", ms=3, zorder=3)[0]
+             for p in frames[0]]
+    title = ax.set_title(titles[0] if titles else "")
+    fig.tight_layout()
+
+    def update(i):
+        for line, p in zip(lines, frames[i]):
+            line.set_data(*maze_xy(p))
+        if titles:
+            title.set_text(titles[i])
+        return (*lines, title)
+
+    return animation.FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
 
 
 def animate_points(frames, lim=6.0, background: Callable | None = None, titles: Sequence[str] | None = None,

@@ -17,6 +17,7 @@ from .assets import verify_file
 from .checkpoint import load_checkpoint
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .diffuser import diffuser_loss, make_diffusion
+from .maze_bc import MazeBCConfig, build_maze_bc, maze_bc_data, maze_bc_loss
 from .envs.maze_data import load_stream
 from .imitation import (ImitationConfig, bc_loss, build_bc, build_diffusion_net, diffusion_policy_loss,
                         imitation_data)
@@ -282,6 +283,11 @@ RECIPES: dict[str, Recipe] = {
     "maze-large-diffuser": _diffuser_recipe(
         "maze-large-diffuser", "Diffuser on Large: 96 points at stride 4 (384 steps), T 64, width 16 (Diffuser chapter)",
         dict(layout="large", n_transitions=4_000_000, horizon=96, **_CPU_DIFFUSER)),
+    **{f"maze-{layout}-bc": Recipe(
+        name=f"maze-{layout}-bc", config_cls=MazeBCConfig, defaults=dict(layout=layout, n_transitions=n),
+        description=f"goal-conditioned behaviour cloning (MLP) on the {layout} expert stream (Diffuser chapter)",
+        build_model=build_maze_bc, training_data=maze_bc_data, make_loss=lambda cfg, device: maze_bc_loss,
+    ) for layout, n in (("umaze", 1_000_000), ("medium", 2_000_000), ("large", 4_000_000))},
     "motivation-bc": Recipe(
         name="motivation-bc", config_cls=ImitationConfig,
         description="behaviour cloning (MLP, squared loss) on 50 two-way obstacle demonstrations (Chapter 2)",

@@ -1,0 +1,136 @@
+"""The maze benchmark of the Diffuser chapter: five planners on the same fixed start/goal pairs.
+
+For each layout, every method runs one full episode (300 / 600 / 800 steps) per pair of
+``make_eval_pairs(layout, n_pairs, seed=BENCH_SEED)``:
+
+* ``random``: uniform actions, the normalized score's 0;
+* ``expert``: the data's waypoint controller (grid shortest path + PD), the normalized score's 100;
+* ``bc``: goal-conditioned behaviour cloning on the same data (``maze_bc``);
+* ``mppi``: MPPI with the true dynamics and the task's sparse reward (``mppi``), the paper's baseline;
+* ``diffuser``: the shipped Diffuser of the layout with the book's planner settings (``PLANNER``).
+
+Each gets ``success`` (share of episodes that reach the goal's 0.5-disc), ``return`` (steps spent
+there), ``normalized_score = 100 (R - R_random) / (R_expert - R_random)`` with the random and expert
+returns of the *same* pairs, and ``steps_to_goal`` (mean over successes). ``plan_ms`` is the
+median wall time of one Diffuser plan on the CPU (the sampler's whole reverse process) and
+``forward_ms`` that of one network call with batch 1.
+
+The planner's settings were chosen on other pairs (``VALIDATION_SEED``); the benchmark's pairs
+were not used to choose anything.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .diffuser import DiffuserPlanner, load_diffuser
+from .envs.maze_expert import RandomPolicy, WaypointController, evaluate_policy, make_eval_pairs, normalized_score
+from .envs.maze_grid import MazeGrid, check_layout
+
+__all__ = ["ENV_IDS", "BENCH_SEED", "VALIDATION_SEED", "PLANNER", "make_planner", "plan_timing",
+           "evaluate_methods", "maze_benchmark"]
+
+ENV_IDS = {"umaze": "tutorial_lib/PointMaze-UMaze-v0", "medium": "tutorial_lib/PointMaze-Medium-v0",
+           "large": "tutorial_lib/PointMaze-Large-v0"}
+BENCH_SEED = 0
+"""Seed of the benchmark's start/goal pairs."""
+VALIDATION_SEED = 1
+"""Seed of the pairs on which the planner's settings were chosen."""
+
+PLANNER = dict(arrival="earliest", n_arrivals=8, n_samples=1, ddim_steps=None, kp=10.0, kd=1.0)
+"""The book's Diffuser planner settings (see ``DiffuserPlanner``): earliest feasible arrival among 8
+candidates, DDPM with every step, the waypoint controller's PD gains."""
+
+METHODS = ("random", "expert", "bc", "mppi", "diffuser")
+
+
+def make_planner(layout: str, device=None, seed: int = 0, **overrides) -> DiffuserPlanner:
+    """The shipped Diffuser of ``layout`` wrapped in a planner with ``PLANNER`` settings (``overrides`` win)."""
+    model, diffusion, normalizer, cfg = load_diffuser(f"maze-{check_layout(layout)}-diffuser", device=device)
+    settings = {**PLANNER, **overrides}
+    return DiffuserPlanner(model, diffusion, normalizer, horizon=cfg.horizon, stride=cfg.stride, seed=seed,
+                           device=device, **settings)
+
+
+def plan_timing(planner: DiffuserPlanner, pairs, repeats: int = 1) -> dict:
+    """Median wall time of one plan (``plan_ms``) and one batch-1 network call (``forward_ms``) in ms.
+
+    Plans from each pair's start (at rest) to its goal; the network call is on a ``(1, H, 6)`` input.
+    """
+    times = []
+    for _ in range(repeats):
+        for start, goal in np.asarray(pairs):
+            t0 = time.perf_counter()
+            planner.plan(np.concatenate([start, [0.0, 0.0]]), goal)
+            times.append(time.perf_counter() - t0)
+    x = torch.zeros(1, planner.horizon, 6, device=planner.device)
+    t = torch.zeros(1, dtype=torch.long, device=planner.device)
+    fwd = []
+    with torch.no_grad():
+        for _ in range(30):
+            t0 = time.perf_counter()
+            planner.model(x, t)
+            fwd.append(time.perf_counter() - t0)
+    return {"plan_ms": 1000 * float(np.median(times)), "forward_ms": 1000 * float(np.median(fwd[5:]))}
+
+
+def _policy(method: str, layout: str, device=None, mppi_kwargs: dict | None = None):
+    if method == "random":
+        return RandomPolicy(seed=0)
+    if method == "expert":
+        return WaypointController(MazeGrid.from_layout(layout), seed=0)
+    if method == "bc":
+        from .maze_bc import load_maze_bc
+
+        return load_maze_bc(layout, device=device)
+    if method == "mppi":
+        from .mppi import MPPIPlanner
+
+        return MPPIPlanner(layout, seed=0, **(mppi_kwargs or {}))
+    if method == "diffuser":
+        return make_planner(layout, device=device)
+    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+def evaluate_methods(layout: str, pairs, methods=METHODS, device=None, mppi_kwargs: dict | None = None,
+                     log=None) -> dict:
+    """``{method: EvalResult}`` for each method on ``pairs`` (``(n, 2, 2)`` from ``make_eval_pairs``)."""
+    results = {}
+    for method in methods:
+        t0 = time.perf_counter()
+        results[method] = evaluate_policy(ENV_IDS[layout], _policy(method, layout, device, mppi_kwargs), pairs)
+        if log is not None:
+            log(f"  {layout} {method}: {results[method].summary()} ({time.perf_counter() - t0:.0f} s)")
+    return results
+
+
+def summarize(results: dict) -> dict:
+    """Per method: ``success``, ``return``, ``normalized_score``, ``steps_to_goal`` (4 decimals).
+
+    Needs ``random`` and ``expert`` among the results (the normalized score's references).
+    """
+    lo, hi = results["random"].returns.mean(), results["expert"].returns.mean()
+    out = {}
+    for method, r in results.items():
+        s = r.summary()
+        out[method] = {"success": round(s["success_rate"], 4), "return": round(s["return"], 2),
+                       "normalized_score": round(float(normalized_score(s["return"], lo, hi)), 1),
+                       "steps_to_goal": round(s["steps_to_goal"], 1)}
+    return out
+
+
+def maze_benchmark(layout: str, n_pairs: int = 100, device=None, mppi_kwargs: dict | None = None,
+                   timing_pairs: int = 20, log=None) -> dict:
+    """The benchmark's entry for one layout: ``summarize`` of every method, ``plan_ms``, ``forward_ms``,
+    and ``diffuser_failed_pairs``, the indices of the pairs the Diffuser did not reach."""
+    pairs = make_eval_pairs(layout, n_pairs, seed=BENCH_SEED)
+    results = evaluate_methods(layout, pairs, device=device, mppi_kwargs=mppi_kwargs, log=log)
+    out = summarize(results)
+    out["diffuser_failed_pairs"] = np.flatnonzero(~results["diffuser"].success).tolist()
+    out.update({k: round(v, 2) for k, v in plan_timing(make_planner(layout, device=device),
+                                                        pairs[:timing_pairs]).items()})
+    out["n_pairs"] = n_pairs
+    return out
