@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from tutorial_lib.diffuser import (DiffuserPlanner, Plan, apply_conditioning, diffuser_loss, load_diffuser,
-                                   make_diffusion, random_conditions, sample_plans, start_goal_conditions)
+                                   make_diffusion, random_conditions, sample_plans, start_goal_conditions,
+                                   condition_mask, with_mask)
 from tutorial_lib.envs.maze import point_mass_step
 from tutorial_lib.envs.maze_data import generate_dataset
 from tutorial_lib.envs.maze_expert import evaluate_policy, make_eval_pairs
@@ -132,6 +133,32 @@ def test_nan_conditions_leave_entries_free():
     assert torch.equal(y[:, 5, 2:4], goal_pos[:2].expand(2, 2)) and torch.equal(y[:, 5, 4:], x[:, 5, 4:])
     assert torch.equal(y[0, 2, 2:], per_sample[0]) and torch.equal(y[1, 2], x[1, 2])
     assert not torch.isnan(y).any()
+
+
+def test_condition_mask_marks_the_pinned_entries_and_reaches_the_network():
+    cond = {0: torch.zeros(4), 5: torch.tensor([[0.1, 0.2, float("nan"), float("nan")], [float("nan")] * 4])}
+    mask = condition_mask(cond, (2, 8, 6))
+    assert mask.shape == (2, 8, 4)
+    assert mask[:, 0].eq(1).all() and mask[0, 5].tolist() == [1, 1, 0, 0] and mask[1, 5].eq(0).all()
+    assert mask.sum() == 2 * 4 + 2
+    torch.manual_seed(0)
+    net = TemporalUnet(transition_dim=6, dim=8, dim_mults=(1, 2), mask_dim=4).eval()
+    x, t = torch.randn(2, 8, 6), torch.zeros(2, dtype=torch.long)
+    f = with_mask(net, cond, (2, 8, 6))
+    assert f(x, t).shape == (2, 8, 6)
+    assert not torch.allclose(f(x, t), with_mask(net, {0: torch.zeros(4)}, (2, 8, 6))(x, t))   # the mask matters
+    assert with_mask(tiny_unet(), cond, (2, 8, 6)) is not None                                  # no mask: the net itself
+    with pytest.raises(ValueError, match=r"6 \+ mask 4"):
+        net(x, t)
+    # the loss hands the mask of its own conditions to the network
+    seen = {}
+
+    def spy(inp, t):
+        seen["mask"] = inp[..., 6:]
+        return net(inp, t)
+    spy.mask_dim = 4
+    diffuser_loss(spy, make_diffusion(8), torch.rand(3, 8, 6), torch.Generator().manual_seed(0))
+    assert seen["mask"][:, 0].eq(1).all() and seen["mask"][:, -1].eq(1).all() and seen["mask"][:, 1:-1].eq(0).all()
 
 
 def test_random_training_conditions():
@@ -368,4 +395,7 @@ def test_recipe_trains_saves_the_normalizer_and_loads(tmp_path, monkeypatch):
     model, diffusion, normalizer, loaded_cfg = load_diffuser("maze-umaze-diffuser", path=path, device="cpu")
     assert loaded_cfg == cfg and diffusion.n_diffusion_steps == 8 and diffusion.prediction == "x0"
     assert normalizer.state_dict() == ckpt["extra"]["normalizer"]
-    assert model(torch.zeros(1, 16, 6), torch.zeros(1, dtype=torch.long)).shape == (1, 16, 6)
+    assert model.mask_dim == 4          # the book's recipes tell the network which states are pinned
+    plan = sample_plans(model, diffusion, {0: torch.zeros(4)}, (1, 16, 6), ddim_steps=2,
+                        generator=torch.Generator().manual_seed(0))
+    assert plan.shape == (1, 16, 6)

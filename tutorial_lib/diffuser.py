@@ -42,7 +42,7 @@ from .ddpm import GaussianDiffusion, make_beta_schedule
 from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
 from .utils import get_device
 
-__all__ = ["apply_conditioning", "start_goal_conditions", "random_conditions", "make_diffusion", "diffuser_loss", "sample_plans",
+__all__ = ["apply_conditioning", "condition_mask", "with_mask", "start_goal_conditions", "random_conditions", "make_diffusion", "diffuser_loss", "sample_plans",
            "Plan", "DiffuserPlanner", "load_diffuser"]
 
 
@@ -74,6 +74,30 @@ def apply_conditioning(x: torch.Tensor, conditions: dict, action_dim: int = ACTI
         known = ~torch.isnan(value)
         out[:, t, action_dim:] = torch.where(known, value, out[:, t, action_dim:])
     return out
+
+
+def condition_mask(conditions: dict, shape: tuple, action_dim: int = ACTION_DIM, device=None) -> torch.Tensor:
+    """Which observation entries ``conditions`` pin: ``(B, H, D - action_dim)`` of 0.0 / 1.0.
+
+    1 where ``apply_conditioning`` writes a value (not NaN), 0 elsewhere. A network built with
+    ``mask_dim = D - action_dim`` gets it as extra input channels (``with_mask``), so it knows
+    which entries are data and which are noise; a network without them must guess.
+    """
+    B, H, D = shape
+    mask = torch.zeros(B, H, D - action_dim, device=device)
+    for t, value in conditions.items():
+        value = torch.as_tensor(value, device=device)
+        mask[:, int(t)] = (~torch.isnan(value)).float().expand(B, D - action_dim)
+    return mask
+
+
+def with_mask(model, conditions: dict, shape: tuple, action_dim: int = ACTION_DIM, device=None):
+    """``f(x, t)`` for the sampler: ``model`` itself, or, if it has ``mask_dim > 0``,
+    ``model([x, condition_mask(conditions)], t)``."""
+    if not getattr(model, "mask_dim", 0):
+        return model
+    mask = condition_mask(conditions, shape, action_dim, device)
+    return lambda x, t: model(torch.cat([x, mask], dim=-1), t)
 
 
 def start_goal_conditions(x0: torch.Tensor, action_dim: int = ACTION_DIM) -> dict:
@@ -139,7 +163,8 @@ def diffuser_loss(model, diffusion: GaussianDiffusion, x0: torch.Tensor, generat
     def condition(x):
         return apply_conditioning(x, conditions, action_dim)
 
-    return diffusion.training_loss(lambda x, t: condition(model(x, t)), x0, generator, condition=condition)
+    net = with_mask(model, conditions, tuple(x0.shape), action_dim, x0.device)
+    return diffusion.training_loss(lambda x, t: condition(net(x, t)), x0, generator, condition=condition)
 
 
 @torch.no_grad()
@@ -155,10 +180,12 @@ def sample_plans(model, diffusion: GaussianDiffusion, conditions: dict, shape: t
     def condition(x):
         return apply_conditioning(x, conditions, action_dim)
 
+    device = generator.device if generator is not None else None
+    net = with_mask(model, conditions, tuple(shape), action_dim, device)
     if ddim_steps is None:
-        return diffusion.p_sample_loop(model, shape, generator, return_trajectory=return_trajectory,
+        return diffusion.p_sample_loop(net, shape, generator, return_trajectory=return_trajectory,
                                        condition=condition)
-    return diffusion.ddim_sample_loop(model, shape, ddim_steps, eta=eta, generator=generator,
+    return diffusion.ddim_sample_loop(net, shape, ddim_steps, eta=eta, generator=generator,
                                       return_trajectory=return_trajectory, condition=condition)
 
 

@@ -30,7 +30,7 @@ from .diffuser import DiffuserPlanner, load_diffuser
 from .envs.maze_expert import RandomPolicy, WaypointController, evaluate_policy, make_eval_pairs, normalized_score
 from .envs.maze_grid import MazeGrid, check_layout
 
-__all__ = ["ENV_IDS", "BENCH_SEED", "VALIDATION_SEED", "PLANNER", "make_planner", "plan_timing",
+__all__ = ["ENV_IDS", "BENCH_SEED", "VALIDATION_SEED", "PLANNER", "make_planner", "rollout_episode", "plan_timing",
            "evaluate_methods", "maze_benchmark"]
 
 ENV_IDS = {"umaze": "tutorial_lib/PointMaze-UMaze-v0", "medium": "tutorial_lib/PointMaze-Medium-v0",
@@ -53,6 +53,29 @@ def make_planner(layout: str, device=None, seed: int = 0, **overrides) -> Diffus
     settings = {**PLANNER, **overrides}
     return DiffuserPlanner(model, diffusion, normalizer, horizon=cfg.horizon, stride=cfg.stride, seed=seed,
                            device=device, **settings)
+
+
+def rollout_episode(layout: str, policy, start, goal, seed: int = 0) -> dict:
+    """One episode from ``start`` to ``goal`` (as ``evaluate_policy`` runs it), recording the states.
+
+    Returns ``{"states": (T + 1, 4), "return": float, "steps_to_goal": int or None}``.
+    """
+    import gymnasium as gym
+
+    env = gym.make(ENV_IDS[check_layout(layout)])
+    obs, info = env.reset(seed=seed, options={"start": np.asarray(start), "goal": np.asarray(goal)})
+    if hasattr(policy, "reset"):
+        policy.reset()
+    states, total, first, done = [obs], 0.0, None, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(policy(obs, info["goal"]))
+        states.append(obs)
+        total += reward
+        if reward > 0 and first is None:
+            first = len(states) - 1
+        done = terminated or truncated
+    env.close()
+    return {"states": np.array(states), "return": total, "steps_to_goal": first}
 
 
 def plan_timing(planner: DiffuserPlanner, pairs, repeats: int = 1) -> dict:

@@ -30,7 +30,7 @@ from .policy import diffusion_policy_loss as pusht_dp_loss, pusht_data
 from .score_matching import NoiseConditionalScoreNet, dsm_loss
 from .toy_data import sample_dataset, six_mode_mixture
 from .training import TrainConfig, TrainResult, train
-from .trajectories import SPLITS, TRANSITION_DIM, TrajectoryWindows
+from .trajectories import OBSERVATION_DIM, SPLITS, TRANSITION_DIM, TrajectoryWindows
 from .utils import get_device
 
 __all__ = ["RecapDSMConfig", "RecapDDPMConfig", "DiffuserConfig", "ImitationConfig", "Recipe", "RECIPES",
@@ -96,6 +96,7 @@ class DiffuserConfig:
     horizon: int = 128
     stride: int = 1
     conditioning: str = "start_goal"
+    mask_input: bool = False
     n_diffusion_steps: int = 64
     schedule: str = "cosine"
     dim: int = 32
@@ -246,19 +247,22 @@ def _diffuser_loss(cfg: DiffuserConfig, device):
 def _diffuser_recipe(name: str, description: str, defaults: dict) -> Recipe:
     return Recipe(
         name=name, config_cls=DiffuserConfig, description=description, defaults=defaults,
-        build_model=lambda cfg: TemporalUnet(TRANSITION_DIM, dim=cfg.dim, dim_mults=cfg.dim_mults),
+        build_model=lambda cfg: TemporalUnet(TRANSITION_DIM, dim=cfg.dim, dim_mults=cfg.dim_mults,
+                                             mask_dim=OBSERVATION_DIM if cfg.mask_input else 0),
         training_data=_maze_windows, make_loss=_diffuser_loss,
         make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
         extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
     )
 
 
-_CPU_DIFFUSER = dict(stride=4, dim=16, n_steps=40_000, conditioning="random")
+_CPU_DIFFUSER = dict(stride=4, dim=16, n_steps=40_000, conditioning="random", mask_input=True)
 """The maze Diffusers' departures from the paper, to train on a 2-core CPU: the paper's horizons
 (128 / 256 / 384 steps) at every 4th step, width 16 instead of 32, 40k steps instead of 2M, and
-64 diffusion steps on every maze (the paper: 256 on Medium and Large); and one addition, training
+64 diffusion steps on every maze (the paper: 256 on Medium and Large); and two additions: training
 conditions drawn at random (``diffuser.random_conditions``) so that via-points and early goals are
-in the training distribution."""
+in the training distribution, and the mask of pinned entries as input channels
+(``diffuser.condition_mask``), without which a network cannot tell a pinned state from a noisy one
+when the pins vary."""
 
 
 RECIPES: dict[str, Recipe] = {

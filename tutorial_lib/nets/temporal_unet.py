@@ -84,18 +84,23 @@ class TemporalUnet(nn.Module):
         dim_mults: width multipliers, one per level; ``len(dim_mults) - 1`` halvings of the horizon.
         kernel_size: temporal kernel of the convolution blocks (5 in Diffuser).
         n_groups: groups of every GroupNorm (8 in Diffuser).
+        mask_dim: extra input channels (default 0, Diffuser's network). With ``mask_dim = M`` the
+            input is ``[x, m]: (B, H, D + M)``, e.g. a 0/1 mask of the entries that inpainting pins
+            (see ``diffuser.condition_mask``), and the output still ``(B, H, D)``.
     Shapes:
-        x: ``(B, H, D)``, t: ``(B,)`` diffusion steps  ->  ``(B, H, D)``. ``H`` must be a multiple of
-        ``2 ** (len(dim_mults) - 1)`` (4 with three levels); any such ``H`` works with the same weights.
+        x: ``(B, H, D + mask_dim)``, t: ``(B,)`` diffusion steps  ->  ``(B, H, D)``. ``H`` must be a
+        multiple of ``2 ** (len(dim_mults) - 1)`` (4 with three levels); any such ``H`` works with the
+        same weights.
     """
 
     def __init__(self, transition_dim: int, dim: int = 32, dim_mults: tuple[int, ...] = (1, 4, 8),
-                 kernel_size: int = 5, n_groups: int = 8):
+                 kernel_size: int = 5, n_groups: int = 8, mask_dim: int = 0):
         super().__init__()
         if transition_dim < 1 or dim < 1 or len(dim_mults) < 1 or min(dim_mults) < 1:
             raise ValueError(f"need transition_dim >= 1, dim >= 1 and positive dim_mults, got transition_dim="
                              f"{transition_dim}, dim={dim}, dim_mults={tuple(dim_mults)}")
         self.transition_dim, self.dim, self.dim_mults = int(transition_dim), int(dim), tuple(dim_mults)
+        self.mask_dim = int(mask_dim)
         widths = [dim * m for m in dim_mults]
         embed_dim = dim
 
@@ -105,7 +110,7 @@ class TemporalUnet(nn.Module):
         self.time_mlp = nn.Sequential(SinusoidalEmbedding(dim), nn.Linear(dim, 4 * dim), nn.Mish(),
                                       nn.Linear(4 * dim, dim))
         self.downs = nn.ModuleList()
-        c_in = transition_dim
+        c_in = transition_dim + self.mask_dim
         for k, c_out in enumerate(widths):
             last = k == len(widths) - 1
             self.downs.append(nn.ModuleList([
@@ -134,9 +139,10 @@ class TemporalUnet(nn.Module):
 
     def check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
         """Raise ``ValueError`` naming the problem when ``x`` or ``t`` has the wrong shape."""
-        if x.ndim != 3 or x.shape[-1] != self.transition_dim:
-            raise ValueError(f"x must have shape (B, H, D) = (batch, horizon, {self.transition_dim}), "
-                             f"got {tuple(x.shape)}")
+        width = self.transition_dim + self.mask_dim
+        if x.ndim != 3 or x.shape[-1] != width:
+            what = f"{self.transition_dim}" if not self.mask_dim else f"{self.transition_dim} + mask {self.mask_dim}"
+            raise ValueError(f"x must have shape (B, H, D) = (batch, horizon, {what}), got {tuple(x.shape)}")
         if x.shape[1] % self.horizon_multiple:
             m, h = self.horizon_multiple, x.shape[1]
             raise ValueError(f"horizon H = {h} must be a multiple of {m} = 2^{len(self.dim_mults) - 1} (one halving "

@@ -1,0 +1,42 @@
+"""The maze benchmark: a quick run prints progress and one JSON object with the five methods per maze."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tutorial_lib.maze_eval import METHODS, summarize
+from tutorial_lib.envs.maze_expert import EvalResult
+
+
+def test_maze_bench_quick():
+    out = subprocess.run([sys.executable, "-m", "tutorial_lib.bench", "maze", "--quick"],
+                         capture_output=True, text=True, check=True, timeout=900).stdout
+    lines = out.strip().splitlines()
+    assert any(line.startswith("[bench]") for line in lines[:-1]), "progress lines expected before the JSON"
+    result = json.loads(lines[-1])
+    assert result["suite"] == "maze" and result["quick"] is True
+    for layout in ("umaze", "medium", "large"):
+        res = result[layout]
+        assert res["n_pairs"] == 2
+        for method in METHODS:
+            assert 0.0 <= res[method]["success"] <= 1.0, (layout, method)
+            assert set(res[method]) == {"success", "return", "normalized_score", "steps_to_goal"}
+        # the references of the normalized score are what they say they are
+        assert res["expert"]["normalized_score"] == 100.0 and res["random"]["normalized_score"] == 0.0
+        assert res["expert"]["success"] == 1.0
+        assert res["plan_ms"] > 0 and 0 < res["forward_ms"] < res["plan_ms"]
+        assert all(0 <= i < 2 for i in res["diffuser_failed_pairs"])
+
+
+def test_summarize_normalizes_by_the_same_pairs():
+    def result(returns):
+        returns = np.asarray(returns, dtype=float)
+        steps = np.where(returns > 0, 300 - returns, np.nan)
+        return EvalResult(returns, returns > 0, steps)
+
+    out = summarize({"random": result([0, 20]), "expert": result([200, 220]), "x": result([310 - 100, 0])})
+    assert out["x"]["normalized_score"] == pytest.approx(100 * (105 - 10) / (210 - 10), abs=0.1)
+    assert out["x"]["success"] == 0.5 and out["random"]["normalized_score"] == 0.0
