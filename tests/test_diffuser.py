@@ -340,7 +340,7 @@ def test_earliest_arrival_follows_the_first_plan_that_keeps_the_data_speed(umaze
     # the check itself: a jump faster than the data's top speed before the arrival fails it, after it does not
     line = np.zeros((2, 16, 4))
     line[:, :, 0] = np.linspace(0, 0.1, 16)
-    line[:, 5, 0] += 0.3 * planner.max_speed[0] * 4 * 0.01 * 10
+    line[:, 5, 0] += 2.5 * planner.max_speed[0] * 4 * 0.01
     np.testing.assert_array_equal(planner.feasible(line, np.array([15, 4])), [False, True])
     # tracking: interpolation between points, the goal at rest after the arrival
     planner.plan_result, planner.stride = plan, 4

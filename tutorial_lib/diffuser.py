@@ -215,10 +215,12 @@ class DiffuserPlanner:
     its whole horizon, so a near goal is reached late. ``"earliest"`` (for a model trained with
     ``random_conditions``) asks for the goal *position* (velocity free) at each of
     ``n_arrivals`` indices ``k`` spread over the horizon, ``n_samples`` plans each, all in one batch,
-    and follows the earliest plan that is *feasible*: every step of it up to ``k`` moves no faster
-    than the data ever moved (``max_speed``, per axis, with 10 % slack). A plan asked to arrive too
-    soon must hurry, and hurrying is what the check catches; it needs no map. If none passes, the
-    last candidate (``k = H - 1``) is followed.
+    and follows the earliest plan that is *feasible*: no step of it up to ``k`` moves faster than
+    ``speed_slack`` times the fastest the data ever moved (``max_speed``, per axis). A plan asked
+    to arrive too soon must hurry or jump to the pinned goal, and that is what the check catches;
+    it needs no map. The slack (2 by default) tolerates the jitter of sampled plans, whose steps
+    exceed the data's top speed by tens of percent, while a jump is several times faster. If no
+    plan passes, the last candidate (``k = H - 1``) is followed.
 
     Replanning (``"end"``) keeps the deadline of the first plan: ``k`` steps after the goal was set,
     it plans over the ``H - k`` steps left (``replan_horizon``; the U-Net takes any multiple of 4).
@@ -240,7 +242,8 @@ class DiffuserPlanner:
         stride: environment steps between plan points (the model's training stride).
         n_samples: plans drawn per arrival candidate.
         ddim_steps: ``None`` for DDPM with every step, else DDIM with this many steps (``eta = 0``).
-        arrival: ``"end"`` or ``"earliest"`` (above); ``n_arrivals`` candidates for the latter.
+        arrival: ``"end"`` or ``"earliest"`` (above); ``n_arrivals`` candidates for the latter, and
+            ``speed_slack`` its feasibility check's tolerance.
         kp, kd: PD gains on the position and velocity errors (Diffuser's maze2d script: 1 and 1; the
             data's waypoint controller uses 10 on the position).
         min_replan_horizon: shortest horizon of a replan (default ``H // 4``).
@@ -253,7 +256,7 @@ class DiffuserPlanner:
                  n_samples: int = 1, ddim_steps: int | None = None, replan_every: int | None = None,
                  kp: float = 1.0, kd: float = 1.0, control: str = "pd", seed: int = 0, device=None,
                  min_replan_horizon: int | None = None, stride: int = 1, arrival: str = "end",
-                 n_arrivals: int = 8):
+                 n_arrivals: int = 8, speed_slack: float = 2.0):
         if control not in ("pd", "actions"):
             raise ValueError(f"control must be 'pd' (track the planned states) or 'actions', got {control!r}")
         if control == "actions" and stride != 1:
@@ -273,7 +276,7 @@ class DiffuserPlanner:
         self.horizon, self.n_samples, self.stride = int(horizon), int(n_samples), int(stride)
         self.ddim_steps, self.replan_every = ddim_steps, replan_every
         self.kp, self.kd, self.control = float(kp), float(kd), control
-        self.arrival, self.n_arrivals = arrival, int(n_arrivals)
+        self.arrival, self.n_arrivals, self.speed_slack = arrival, int(n_arrivals), float(speed_slack)
         self.min_replan_horizon = self.horizon // 4 if min_replan_horizon is None else int(min_replan_horizon)
         vel_lo, vel_hi = normalizer.lo[ACTION_DIM + 2:].numpy(), normalizer.hi[ACTION_DIM + 2:].numpy()
         self.max_speed = np.maximum(np.abs(vel_lo), np.abs(vel_hi)).astype(np.float64)   # (2,) per axis
@@ -311,15 +314,15 @@ class DiffuserPlanner:
         return conditions, arrival, B
 
     def feasible(self, observations: np.ndarray, arrival: np.ndarray) -> np.ndarray:
-        """Whether each plan moves no faster than the data up to its arrival: ``(B, H, 4), (B,) -> (B,)``.
+        """Whether each plan keeps to the data's speeds up to its arrival: ``(B, H, 4), (B,) -> (B,)``.
 
-        ``|p_{i+1} - p_i| <= 1.1 * max_speed * stride * dt`` per axis for every ``i < arrival``,
+        ``|p_{i+1} - p_i| <= speed_slack * max_speed * stride * dt`` per axis for every ``i < arrival``,
         with ``dt = 0.01`` s and ``max_speed`` the largest speed in the training data.
         """
         from .envs.maze import DT
 
         step = np.abs(np.diff(observations[..., :2], axis=1))                       # (B, H - 1, 2)
-        limit = 1.1 * self.max_speed * self.stride * DT
+        limit = self.speed_slack * self.max_speed * self.stride * DT
         before = np.arange(step.shape[1])[None, :] < np.asarray(arrival)[:, None]   # (B, H - 1)
         return ~((step > limit).any(-1) & before).any(-1)
 
