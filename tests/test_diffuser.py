@@ -347,6 +347,10 @@ def test_earliest_arrival_follows_the_first_plan_that_keeps_the_data_speed(umaze
     seq, k = plan.observations[plan.chosen], plan.arrival[plan.chosen]
     np.testing.assert_allclose(planner.reference(1), 0.5 * seq[0] + 0.5 * seq[1], atol=1e-6)
     np.testing.assert_allclose(planner.reference(4 * k + 10), [*goal, 0, 0], atol=1e-5)
+    planner.lookahead = 6                                      # track further ahead: plan time (1 + 6) / 4
+    np.testing.assert_allclose(planner.reference(1), 0.25 * seq[1] + 0.75 * seq[2], atol=1e-6)
+    with pytest.raises(ValueError, match="lookahead must be >= 1"):
+        DiffuserPlanner(tiny_unet(), make_diffusion(6), windows.normalizer, horizon=16, lookahead=0)
 
 
 def test_planner_rejects_bad_arguments(umaze_data):

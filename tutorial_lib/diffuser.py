@@ -229,8 +229,9 @@ class DiffuserPlanner:
     ``"earliest"`` every replan searches the arrival afresh over the full horizon.
 
     Tracking. The planned states are followed with a PD law, as Diffuser's maze2d script does: at
-    step ``j`` after planning, the reference ``r`` is the plan at time ``j + 1`` (interpolated
-    linearly between points when ``stride > 1``), or the arrival state at rest past the arrival,
+    step ``j`` after planning, the reference ``r`` is the plan at time ``j + lookahead`` (Diffuser:
+    ``lookahead = 1``; interpolated linearly between points when ``stride > 1``), or the arrival
+    state at rest past the arrival,
 
         a = k_p (r_pos - pos) + k_d (r_vel - vel),   clipped to [-1, 1].
 
@@ -256,7 +257,7 @@ class DiffuserPlanner:
                  n_samples: int = 1, ddim_steps: int | None = None, replan_every: int | None = None,
                  kp: float = 1.0, kd: float = 1.0, control: str = "pd", seed: int = 0, device=None,
                  min_replan_horizon: int | None = None, stride: int = 1, arrival: str = "end",
-                 n_arrivals: int = 8, speed_slack: float = 2.0):
+                 n_arrivals: int = 8, speed_slack: float = 2.0, lookahead: int = 1):
         if control not in ("pd", "actions"):
             raise ValueError(f"control must be 'pd' (track the planned states) or 'actions', got {control!r}")
         if control == "actions" and stride != 1:
@@ -277,6 +278,9 @@ class DiffuserPlanner:
         self.ddim_steps, self.replan_every = ddim_steps, replan_every
         self.kp, self.kd, self.control = float(kp), float(kd), control
         self.arrival, self.n_arrivals, self.speed_slack = arrival, int(n_arrivals), float(speed_slack)
+        if int(lookahead) < 1:
+            raise ValueError(f"lookahead must be >= 1 step, got {lookahead}")
+        self.lookahead = int(lookahead)
         self.min_replan_horizon = self.horizon // 4 if min_replan_horizon is None else int(min_replan_horizon)
         vel_lo, vel_hi = normalizer.lo[ACTION_DIM + 2:].numpy(), normalizer.hi[ACTION_DIM + 2:].numpy()
         self.max_speed = np.maximum(np.abs(vel_lo), np.abs(vel_hi)).astype(np.float64)   # (2,) per axis
@@ -381,11 +385,11 @@ class DiffuserPlanner:
         return max(int(-(-left // m)) * m, self.min_replan_horizon)
 
     def reference(self, k: int) -> np.ndarray:
-        """The state to track ``k`` steps after planning: the plan at time ``k + 1`` (interpolated), or
-        its arrival state at rest once past the arrival."""
+        """The state to track ``k`` steps after planning: the plan at time ``k + lookahead``
+        (interpolated), or its arrival state at rest once past the arrival."""
         plan = self.plan_result
         seq, end = plan.observations[plan.chosen], int(plan.arrival[plan.chosen])
-        tau = (k + 1) / self.stride
+        tau = (k + self.lookahead) / self.stride
         if tau >= end:
             return np.concatenate([seq[end, :2], np.zeros(2, seq.dtype)])
         i, frac = int(tau), tau - int(tau)
