@@ -29,6 +29,7 @@ def test_maze_bench_quick():
         assert res["expert"]["success"] == 1.0
         assert res["plan_ms"] > 0 and 0 < res["forward_ms"] < res["plan_ms"]
         assert all(0 <= i < 2 for i in res["diffuser_failed_pairs"])
+        assert res["beyond_horizon"]["plan_steps"] > 0 and 0 <= res["beyond_horizon"]["n_pairs"] <= 2
 
 
 def test_summarize_normalizes_by_the_same_pairs():
