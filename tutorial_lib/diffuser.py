@@ -300,6 +300,16 @@ class DiffuserPlanner:
         """The candidate arrival indices of ``arrival="earliest"``: ``n_arrivals`` evenly up to ``H - 1``."""
         return np.unique(np.linspace(horizon - 1, 0, self.n_arrivals, endpoint=False).round().astype(int))
 
+    @staticmethod
+    def _request(state, goal) -> tuple[np.ndarray, np.ndarray]:
+        """Check a plan request: ``state: (4,)``, ``goal: (2,)`` (at rest) or ``(4,)`` -> both ``(4,) float32``."""
+        state = np.asarray(state, dtype=np.float32).reshape(-1)
+        goal = np.asarray(goal, dtype=np.float32).reshape(-1)
+        if state.shape != (OBSERVATION_DIM,) or goal.shape not in ((2,), (OBSERVATION_DIM,)):
+            raise ValueError(f"state must be (x, y, vx, vy) and goal (x, y) or (x, y, vx, vy), got shapes "
+                             f"{state.shape} and {goal.shape}")
+        return state, (np.concatenate([goal, np.zeros(2, np.float32)]) if goal.shape == (2,) else goal)
+
     def _conditions(self, state: np.ndarray, goal_state: np.ndarray, horizon: int) -> tuple[dict, np.ndarray, int]:
         """Inpainting conditions for one plan request: ``(conditions, arrival (B,), B)``."""
         norm = self.obs_normalizer.normalize
@@ -337,13 +347,7 @@ class DiffuserPlanner:
         (default: the planner's).
         """
         horizon = self.horizon if horizon is None else int(horizon)
-        state = np.asarray(state, dtype=np.float32).reshape(-1)
-        goal = np.asarray(goal, dtype=np.float32).reshape(-1)
-        if state.shape != (OBSERVATION_DIM,) or goal.shape not in ((2,), (OBSERVATION_DIM,)):
-            raise ValueError(f"state must be (x, y, vx, vy) and goal (x, y) or (x, y, vx, vy), got shapes "
-                             f"{state.shape} and {goal.shape}")
-        goal_state = np.concatenate([goal, np.zeros(2, np.float32)]) if goal.shape == (2,) else goal
-        conditions, arrival, B = self._conditions(state, goal_state, horizon)
+        conditions, arrival, B = self._conditions(*self._request(state, goal), horizon)
         x = sample_plans(self.model, self.diffusion, conditions, (B, horizon, TRANSITION_DIM),
                          ddim_steps=self.ddim_steps, generator=self.generator)
         x = self.normalizer.unnormalize(x.float().cpu()).numpy()
@@ -361,10 +365,7 @@ class DiffuserPlanner:
         Uses (and advances) the planner's generator like ``plan``; for figures.
         """
         horizon = self.horizon if horizon is None else int(horizon)
-        state = np.asarray(state, dtype=np.float32).reshape(-1)
-        goal = np.asarray(goal, dtype=np.float32).reshape(-1)
-        goal_state = np.concatenate([goal, np.zeros(2, np.float32)]) if goal.shape == (2,) else goal
-        conditions, arrival, B = self._conditions(state, goal_state, horizon)
+        conditions, arrival, B = self._conditions(*self._request(state, goal), horizon)
         traj = sample_plans(self.model, self.diffusion, conditions, (B, horizon, TRANSITION_DIM),
                             ddim_steps=self.ddim_steps, generator=self.generator, return_trajectory=True)
         # noisy samples leave [-1, 1]; clip for display so that they stay on the picture

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 from .diffuser import DiffuserPlanner, load_diffuser
-from .envs.maze_expert import RandomPolicy, WaypointController, evaluate_policy, make_eval_pairs, normalized_score
+from .envs.maze_expert import (RandomPolicy, WaypointController, evaluate_policy, make_eval_pairs, normalized_score,
+                                run_episode)
+from .trajectories import TRANSITION_DIM
 from .envs.maze_grid import MazeGrid, check_layout
 
 __all__ = ["beyond_horizon", "ENV_IDS", "BENCH_SEED", "VALIDATION_SEED", "PLANNER", "make_planner", "rollout_episode", "plan_timing",
@@ -68,19 +70,9 @@ def rollout_episode(layout: str, policy, start, goal, seed: int = 0) -> dict:
     import gymnasium as gym
 
     env = gym.make(ENV_IDS[check_layout(layout)])
-    obs, info = env.reset(seed=seed, options={"start": np.asarray(start), "goal": np.asarray(goal)})
-    if hasattr(policy, "reset"):
-        policy.reset()
-    states, total, first, done = [obs], 0.0, None, False
-    while not done:
-        obs, reward, terminated, truncated, info = env.step(policy(obs, info["goal"]))
-        states.append(obs)
-        total += reward
-        if reward > 0 and first is None:
-            first = len(states) - 1
-        done = terminated or truncated
+    states, total, first = run_episode(env, policy, start, goal, seed=seed)
     env.close()
-    return {"states": np.array(states), "return": total, "steps_to_goal": first}
+    return {"states": states, "return": total, "steps_to_goal": first}
 
 
 def plan_timing(planner: DiffuserPlanner, pairs, repeats: int = 1) -> dict:
@@ -95,7 +87,7 @@ def plan_timing(planner: DiffuserPlanner, pairs, repeats: int = 1) -> dict:
             t0 = time.perf_counter()
             planner.plan(np.concatenate([start, [0.0, 0.0]]), goal)
             times.append(time.perf_counter() - t0)
-    width = 6 + getattr(planner.model, "mask_dim", 0)          # the trajectory, and the mask if the net takes one
+    width = TRANSITION_DIM + getattr(planner.model, "mask_dim", 0)   # the trajectory, and the mask if the net takes one
     x = torch.zeros(1, planner.horizon, width, device=planner.device)
     t = torch.zeros(1, dtype=torch.long, device=planner.device)
     fwd = []
@@ -152,13 +144,13 @@ def summarize(results: dict) -> dict:
     return out
 
 
-def beyond_horizon(results: dict, planner: DiffuserPlanner) -> dict:
-    """The pairs whose goal lies beyond one plan: the expert needed more steps than a plan spans.
+def beyond_horizon(results: dict, span: int) -> dict:
+    """The pairs whose goal lies beyond one plan: the expert needed more than ``span`` steps
+    (a plan's ``horizon * stride``).
 
-    ``{"plan_steps": H * stride, "n_pairs", "expert_steps", "diffuser_success", "diffuser_steps"}``
+    ``{"plan_steps": span, "n_pairs", "expert_steps", "diffuser_success", "diffuser_steps"}``
     (mean steps to the goal over those pairs; the Diffuser's over its successes).
     """
-    span = planner.horizon * planner.stride
     far = results["expert"].steps_to_goal > span
     d = results["diffuser"]
     reached = far & d.success
@@ -177,8 +169,8 @@ def maze_benchmark(layout: str, n_pairs: int = 100, device=None, mppi_kwargs: di
     results = evaluate_methods(layout, pairs, device=device, mppi_kwargs=mppi_kwargs, log=log)
     out = summarize(results)
     out["diffuser_failed_pairs"] = np.flatnonzero(~results["diffuser"].success).tolist()
-    out["beyond_horizon"] = beyond_horizon(results, make_planner(layout, device=device))
-    out.update({k: round(v, 2) for k, v in plan_timing(make_planner(layout, device=device),
-                                                        pairs[:timing_pairs]).items()})
+    planner = make_planner(layout, device=device)
+    out["beyond_horizon"] = beyond_horizon(results, planner.horizon * planner.stride)
+    out.update({k: round(v, 2) for k, v in plan_timing(planner, pairs[:timing_pairs]).items()})
     out["n_pairs"] = n_pairs
     return out

@@ -146,6 +146,26 @@ class EvalResult:
         }
 
 
+def run_episode(env, policy, start, goal, seed: int = 0) -> tuple[np.ndarray, float, int | None]:
+    """One full episode of ``env`` from ``start`` to ``goal``; ``policy.reset()`` (if any) first.
+
+    Returns ``states: (T + 1, 4)`` (the observations, the first included), the return, and the
+    first step whose reward is 1 (``None`` when the goal was never reached).
+    """
+    obs, info = env.reset(seed=seed, options={"start": np.asarray(start), "goal": np.asarray(goal)})
+    if hasattr(policy, "reset"):
+        policy.reset()
+    states, total, first, done = [obs], 0.0, None, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(policy(obs, info["goal"]))
+        states.append(obs)
+        total += reward
+        if reward > 0 and first is None:
+            first = len(states) - 1
+        done = terminated or truncated
+    return np.array(states), total, first
+
+
 def evaluate_policy(env_id: str, policy, pairs, seed: int = 0) -> EvalResult:
     """Run one full episode per (start, goal) pair and record return, success and steps to goal.
 
@@ -161,16 +181,9 @@ def evaluate_policy(env_id: str, policy, pairs, seed: int = 0) -> EvalResult:
     env = gym.make(env_id)
     returns, steps_to_goal = np.zeros(len(pairs)), np.full(len(pairs), np.nan)
     for k, (start, goal) in enumerate(pairs):
-        obs, info = env.reset(seed=seed + k, options={"start": start, "goal": goal})
-        if hasattr(policy, "reset"):
-            policy.reset()
-        t, truncated, terminated = 0, False, False
-        while not (terminated or truncated):
-            obs, reward, terminated, truncated, info = env.step(policy(obs, info["goal"]))
-            t += 1
-            returns[k] += reward
-            if reward > 0 and np.isnan(steps_to_goal[k]):
-                steps_to_goal[k] = t
+        _, returns[k], first = run_episode(env, policy, start, goal, seed=seed + k)
+        if first is not None:
+            steps_to_goal[k] = first
     env.close()
     return EvalResult(returns, ~np.isnan(steps_to_goal), steps_to_goal)
 
