@@ -251,13 +251,16 @@ class DiffuserPlanner:
         control: ``"pd"`` to track the planned states, ``"actions"`` to execute the planned actions
             (stride 1 only).
         seed: seed of the sampler's generator (a planner repeats its plans after ``reset(seed)``).
+        via: ``{k: (x, y)}``, positions every plan must pass at plan index ``k`` (inpainted, velocity
+            free; a model trained with ``random_conditions`` has seen such pins). Used by the first
+            plan for a goal only: a replan starts over at index 0.
     """
 
     def __init__(self, model, diffusion: GaussianDiffusion, normalizer: LimitsNormalizer, horizon: int,
                  n_samples: int = 1, ddim_steps: int | None = None, replan_every: int | None = None,
                  kp: float = 1.0, kd: float = 1.0, control: str = "pd", seed: int = 0, device=None,
                  min_replan_horizon: int | None = None, stride: int = 1, arrival: str = "end",
-                 n_arrivals: int = 8, speed_slack: float = 2.0, lookahead: int = 1):
+                 n_arrivals: int = 8, speed_slack: float = 2.0, lookahead: int = 1, via: dict | None = None):
         if control not in ("pd", "actions"):
             raise ValueError(f"control must be 'pd' (track the planned states) or 'actions', got {control!r}")
         if control == "actions" and stride != 1:
@@ -284,7 +287,7 @@ class DiffuserPlanner:
         self.min_replan_horizon = self.horizon // 4 if min_replan_horizon is None else int(min_replan_horizon)
         vel_lo, vel_hi = normalizer.lo[ACTION_DIM + 2:].numpy(), normalizer.hi[ACTION_DIM + 2:].numpy()
         self.max_speed = np.maximum(np.abs(vel_lo), np.abs(vel_hi)).astype(np.float64)   # (2,) per axis
-        self.seed = seed
+        self.seed, self.via = seed, via
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
@@ -310,22 +313,46 @@ class DiffuserPlanner:
                              f"{state.shape} and {goal.shape}")
         return state, (np.concatenate([goal, np.zeros(2, np.float32)]) if goal.shape == (2,) else goal)
 
-    def _conditions(self, state: np.ndarray, goal_state: np.ndarray, horizon: int) -> tuple[dict, np.ndarray, int]:
-        """Inpainting conditions for one plan request: ``(conditions, arrival (B,), B)``."""
+    def _conditions(self, state: np.ndarray, goal_state: np.ndarray, horizon: int,
+                    via: dict | None = None) -> tuple[dict, np.ndarray, int]:
+        """Inpainting conditions for one plan request: ``(conditions, arrival (B,), B)``.
+
+        ``via``: ``{k: (x, y)}`` positions the plan must pass at plan index ``k`` (velocity free);
+        with ``arrival="earliest"`` only arrivals after the last via-point are candidates.
+        """
         norm = self.obs_normalizer.normalize
         start = torch.as_tensor(norm(state), device=self.device)
         goal = torch.as_tensor(norm(goal_state), device=self.device)
+        pins = {}
+        for k, xy in (via or {}).items():
+            k, xy = int(k), np.asarray(xy, dtype=np.float32).reshape(-1)
+            if not 0 < k < horizon - 1 or xy.shape != (2,):
+                raise ValueError(f"a via-point is {{k: (x, y)}} with 0 < k < {horizon - 1} (plan index), "
+                                 f"got {{{k}: {xy.tolist()}}}")
+            value = torch.as_tensor(norm(np.concatenate([xy, np.zeros(2, np.float32)])), device=self.device)
+            pins[k] = torch.cat([value[:2], torch.full((2,), float("nan"), device=self.device)])
         if self.arrival == "end":
-            return {0: start, horizon - 1: goal}, np.full(self.n_samples, horizon - 1), self.n_samples
+            return {0: start, **pins, horizon - 1: goal}, np.full(self.n_samples, horizon - 1), self.n_samples
         ks = self.arrival_indices(horizon)
+        ks = ks[ks > max(pins, default=0)]
         arrival = np.repeat(ks, self.n_samples)                       # (B,) sorted, earliest first
         B = len(arrival)
-        conditions = {0: start}
+        conditions = {0: start, **pins}
         for k in ks:
             value = torch.full((B, OBSERVATION_DIM), float("nan"), device=self.device)
             value[torch.as_tensor(arrival == k, device=self.device), :2] = goal[:2]
             conditions[int(k)] = value
         return conditions, arrival, B
+
+    def _to_plan(self, x: torch.Tensor, arrival: np.ndarray) -> Plan:
+        """Sampled windows ``(B, H, 6)`` (normalised) as a ``Plan`` in raw units, its plan chosen."""
+        x = self.normalizer.unnormalize(x.float().cpu()).numpy()
+        self.n_plans += 1
+        plan = Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM], arrival=arrival)
+        if self.arrival == "earliest":
+            ok = np.flatnonzero(self.feasible(plan.observations, arrival))
+            plan.chosen = int(ok[0]) if len(ok) else len(arrival) - 1
+        return plan
 
     def feasible(self, observations: np.ndarray, arrival: np.ndarray) -> np.ndarray:
         """Whether each plan keeps to the data's speeds up to its arrival: ``(B, H, 4), (B,) -> (B,)``.
@@ -340,23 +367,18 @@ class DiffuserPlanner:
         before = np.arange(step.shape[1])[None, :] < np.asarray(arrival)[:, None]   # (B, H - 1)
         return ~((step > limit).any(-1) & before).any(-1)
 
-    def plan(self, state, goal, horizon: int | None = None) -> Plan:
+    def plan(self, state, goal, horizon: int | None = None, via: dict | None = None) -> Plan:
         """Sample plans from ``state: (4,)`` to ``goal: (2,)`` (reached at rest) or ``(4,)``; raw units.
 
         The goal is inpainted as ``arrival`` says (see the class) in plans of ``horizon`` points
-        (default: the planner's).
+        (default: the planner's); ``via`` (default: the planner's ``via``) pins positions on the way.
         """
         horizon = self.horizon if horizon is None else int(horizon)
-        conditions, arrival, B = self._conditions(*self._request(state, goal), horizon)
+        conditions, arrival, B = self._conditions(*self._request(state, goal), horizon,
+                                                  self.via if via is None else via)
         x = sample_plans(self.model, self.diffusion, conditions, (B, horizon, TRANSITION_DIM),
                          ddim_steps=self.ddim_steps, generator=self.generator)
-        x = self.normalizer.unnormalize(x.float().cpu()).numpy()
-        self.n_plans += 1
-        plan = Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM], arrival=arrival)
-        if self.arrival == "earliest":
-            ok = np.flatnonzero(self.feasible(plan.observations, arrival))
-            plan.chosen = int(ok[0]) if len(ok) else B - 1
-        return plan
+        return self._to_plan(x, arrival)
 
     def denoising_trajectory(self, state, goal, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every intermediate sample of one ``plan`` call: ``(n_steps + 1, B, H, 4)`` observations, raw units,
@@ -403,7 +425,7 @@ class DiffuserPlanner:
         if self.plan_result is None or self.goal is None or not np.array_equal(goal, self.goal):
             self.plan_result, self.goal, self.k, self.t_goal = self.plan(obs, goal), goal.copy(), 0, 0
         elif self.replan_every is not None and self.k >= self.replan_every:
-            self.plan_result, self.k = self.plan(obs, goal, self.replan_horizon()), 0
+            self.plan_result, self.k = self.plan(obs, goal, self.replan_horizon(), via={}), 0
         self.t_goal += 1
         if self.control == "actions":
             actions = self.plan_result.actions[self.plan_result.chosen]

@@ -18,6 +18,8 @@ from .checkpoint import load_checkpoint
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .diffuser import diffuser_loss, make_diffusion
 from .maze_bc import MazeBCConfig, build_maze_bc, maze_bc_data, maze_bc_loss
+from .maze_conditioning import (MazeCFGConfig, MazeValueConfig, build_cfg_net, build_value_net, cfg_loss,
+                                maze_value_loss, value_batches)
 from .envs.maze_data import load_stream
 from .imitation import (ImitationConfig, bc_loss, build_bc, build_diffusion_net, diffusion_policy_loss,
                         imitation_data)
@@ -34,7 +36,7 @@ from .trajectories import OBSERVATION_DIM, SPLITS, TRANSITION_DIM, TrajectoryWin
 from .utils import get_device
 
 __all__ = ["RecapDSMConfig", "RecapDDPMConfig", "DiffuserConfig", "ImitationConfig", "Recipe", "RECIPES",
-           "PushTPolicyConfig", "CompoundingConfig", "get_recipe", "diffusion_from_config", "train_recipe", "load_pretrained"]
+           "PushTPolicyConfig", "CompoundingConfig", "get_recipe", "diffusion_from_config", "train_recipe", "load_pretrained", "load_recipe_model"]
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,22 @@ RECIPES: dict[str, Recipe] = {
     "maze-large-diffuser": _diffuser_recipe(
         "maze-large-diffuser", "Diffuser on Large: 96 points at stride 4 (384 steps), T 64, width 16 (Diffuser chapter)",
         dict(layout="large", n_transitions=4_000_000, horizon=96, **{**_CPU_DIFFUSER, "n_steps": 30_000})),
+    "maze-medium-value": Recipe(
+        name="maze-medium-value", config_cls=MazeValueConfig,
+        description="value network J(tau_t, t) of the bonus return on noisy Medium windows, for guidance (Diffuser chapter)",
+        build_model=build_value_net, training_data=_maze_windows, make_loss=maze_value_loss,
+        make_batches=value_batches, extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
+    ),
+    "maze-umaze-cfg": Recipe(
+        name="maze-umaze-cfg", config_cls=MazeCFGConfig,
+        description="goal-conditioned trajectory diffusion (FiLM U-Net, condition dropout 0.2) on U-Maze, for "
+                    "classifier-free guidance (Diffuser chapter)",
+        build_model=build_cfg_net, training_data=_maze_windows,
+        make_loss=lambda cfg, device: (lambda model, x0, g, _d=make_diffusion(cfg.n_diffusion_steps, cfg.schedule).to(device):
+                                       cfg_loss(model, _d, x0, cfg.p_uncond, g)),
+        make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
+        extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
+    ),
     **{f"maze-{layout}-bc": Recipe(
         name=f"maze-{layout}-bc", config_cls=MazeBCConfig, defaults=dict(layout=layout, n_transitions=n),
         description=f"goal-conditioned behaviour cloning (MLP) on the {layout} expert stream (Diffuser chapter)",
@@ -359,6 +377,20 @@ def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | No
     return train(model, recipe.make_loss(cfg, device), sample_batch, recipe.train_config(cfg), name=name,
                  recipe_config=cfg, checkpoint_path=checkpoint_path, device=device, progress=progress,
                  hint=f"re-create it with: {recipe.command()}", extra=extra)
+
+
+def load_recipe_model(name: str, path=None, device=None, ema: bool = True):
+    """``(model, checkpoint, config)`` of recipe ``name``: the shipped checkpoint (``path=None``,
+    checked against the manifest) or the file at ``path``; EMA weights unless ``ema=False``, eval mode."""
+    recipe = get_recipe(name)
+    if path is None:
+        model, ckpt = load_pretrained(name, device=device, ema=ema)
+    else:
+        ckpt = load_checkpoint(path, name=name, hint=f"re-create it with: {recipe.command()}")
+        model = recipe.build_model(recipe.config_cls(**ckpt["config"]))
+        model.load_state_dict(ckpt["ema_state"] if ema and ckpt["ema_state"] is not None else ckpt["model_state"])
+        model = model.to(get_device(device)).eval()
+    return model, ckpt, recipe.config_cls(**ckpt["config"])
 
 
 def load_pretrained(name: str, device=None, ema: bool = True):

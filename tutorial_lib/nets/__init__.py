@@ -5,5 +5,6 @@ from .conditional_mlp import ConditionalTimeMLP
 from .conditional_unet import ConditionalUnet1D
 from .mlp import TimeMLP
 from .temporal_unet import TemporalUnet
+from .temporal_value import TemporalValue
 
-__all__ = ["ConditionalTimeMLP", "ConditionalUnet1D", "SinusoidalEmbedding", "TimeMLP", "TemporalUnet"]
+__all__ = ["ConditionalTimeMLP", "ConditionalUnet1D", "SinusoidalEmbedding", "TimeMLP", "TemporalUnet", "TemporalValue"]

@@ -49,19 +49,20 @@ class TimeMLP(nn.Module):
         depth: number of residual blocks.
         time_dim: size of the sinusoidal time embedding.
         time_scale: ``t`` is multiplied by this before embedding (use ~1000 for t in [0, 1]).
+        out_dim: size of the output (default ``dim``); e.g. 1 for a value ``J(x, t)`` of noisy points.
     Shapes:
-        x: ``(B, D)``, t: ``(B,)``  ->  ``(B, D)``.
+        x: ``(B, D)``, t: ``(B,)``  ->  ``(B, out_dim)``.
     """
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, time_dim: int = 64,
-                 time_scale: float = 1.0):
+                 time_scale: float = 1.0, out_dim: int | None = None):
         super().__init__()
         self.dim, self.time_scale = dim, time_scale
         self.time_embed = nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, hidden),
                                         nn.SiLU(), nn.Linear(hidden, hidden))
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(ResidualBlock(hidden) for _ in range(depth))
-        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim if out_dim is None else int(out_dim)))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:

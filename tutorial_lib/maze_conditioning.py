@@ -1,0 +1,235 @@
+"""The three ways to condition a maze plan, as the Diffuser chapter measures them.
+
+* **Guidance function** (``bonus_return``, ``MazeValueConfig``, ``GuidedPlanner``): a value network
+  ``J(tau_t, t)`` learns, on the Medium maze's noisy windows, the share of a window's points that lie in
+  a *bonus* disc (``BONUS``); the guided sampler (``guidance.guided_sample_loop``) tilts the shipped
+  Diffuser's plans from start to goal towards it. The denoiser is not retrained.
+* **Classifier-free guidance** (``MazeCFGConfig``, ``cfg_loss``, ``CFGPlanner``): a temporal U-Net
+  with FiLM conditioning on where a U-Maze window *ends*, trained with that condition dropped 20% of
+  the time; the start is inpainted, the goal is asked for only through the condition, with a
+  guidance weight ``w``.
+* **Inpainting** of via-points: ``DiffuserPlanner(via=...)`` pins positions inside the plan.
+
+Each returns plans in the layout of ``diffuser.Plan`` and is followed by the same PD tracker, so the
+three can be compared on executed rollouts (``tutorial_lib.bench conditioning``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .diffuser import DiffuserPlanner, Plan, apply_conditioning, make_diffusion, start_goal_conditions
+from .guidance import cfg_denoiser, drop_condition, guided_sample_loop, value_loss
+from .nets.conditional_unet import ConditionalUnet1D
+from .nets.temporal_value import TemporalValue
+from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
+
+__all__ = ["BONUS", "bonus_return", "MazeValueConfig", "build_value_net", "value_batches", "maze_value_loss", "MazeCFGConfig",
+           "build_cfg_net", "cfg_loss", "GuidedPlanner", "CFGPlanner", "load_value", "load_cfg"]
+
+BONUS = dict(center=(1.5, 5.5), radius=0.6)
+"""The Medium maze's bonus disc (``x`` down the rows, ``y`` along the columns): the middle of the
+2 x 2 pocket at the top right, a dead end that shortest paths between cells outside it never enter."""
+
+
+def bonus_return(positions, center=BONUS["center"], radius: float = BONUS["radius"]):
+    """The share of points within ``radius`` of ``center``: ``(..., H, 2) -> (...)``, in ``[0, 1]``.
+
+    Works on numpy arrays and torch tensors (the value network's training target).
+    """
+    if isinstance(positions, torch.Tensor):
+        c = torch.as_tensor(center, dtype=positions.dtype, device=positions.device)
+        return ((positions - c).norm(dim=-1) < radius).float().mean(-1)
+    positions = np.asarray(positions)
+    return (np.linalg.norm(positions - np.asarray(center), axis=-1) < radius).mean(-1)
+
+
+@dataclass(frozen=True)
+class MazeValueConfig:
+    """A value network ``J(tau_t, t)`` of the bonus return on a maze's noisy windows.
+
+    The windows, their normaliser and the diffusion schedule are those of the layout's Diffuser
+    (``horizon``, ``stride``, ``n_diffusion_steps`` must match it), so ``J`` sees what the guided
+    sampler shows it: noisy windows with their first and last states inpainted.
+    """
+
+    layout: str = "medium"
+    n_transitions: int = 2_000_000
+    data_seed: int = 0
+    split: str = "goal_exits"
+    horizon: int = 64
+    stride: int = 4
+    n_diffusion_steps: int = 64
+    schedule: str = "cosine"
+    dim: int = 16
+    dim_mults: tuple = (1, 2, 4)
+    n_steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 5e-4
+    lr_schedule: str = "cosine"
+    ema_decay: float = 0.995
+    grad_clip: float | None = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "dim_mults", tuple(self.dim_mults))
+
+
+def build_value_net(cfg: MazeValueConfig) -> TemporalValue:
+    return TemporalValue(TRANSITION_DIM, dim=cfg.dim, dim_mults=cfg.dim_mults)
+
+
+def value_batches(cfg: MazeValueConfig, windows, device):
+    """``sample_batch(B, generator) -> (x0 (B, H, 6), returns (B,))``: windows and their bonus returns."""
+    windows = windows.to(device)
+    lo = windows.normalizer.lo[ACTION_DIM:ACTION_DIM + 2].to(device)
+    hi = windows.normalizer.hi[ACTION_DIM:ACTION_DIM + 2].to(device)
+
+    def sample_batch(batch_size, generator):
+        x0 = windows.sample_batch(batch_size, generator)
+        positions = (x0[..., ACTION_DIM:ACTION_DIM + 2] + 1) / 2 * (hi - lo) + lo
+        return x0, bonus_return(positions)
+    return sample_batch
+
+
+def maze_value_loss(cfg: MazeValueConfig, device):
+    """``loss(value_net, (x0, returns), generator)``: ``guidance.value_loss`` with the window's start
+    and end inpainted into its noisy version, as the guided sampler does."""
+    diffusion = make_diffusion(cfg.n_diffusion_steps, cfg.schedule).to(device)
+
+    def loss(net, batch, generator):
+        x0, returns = batch
+        conditions = start_goal_conditions(x0)
+        return value_loss(net, diffusion, x0, returns, generator,
+                          condition=lambda x: apply_conditioning(x, conditions))
+    return loss
+
+
+@dataclass(frozen=True)
+class MazeCFGConfig:
+    """A goal-conditioned trajectory model for classifier-free guidance (the goal: where a window ends).
+
+    The windows are those of the layout's Diffuser recipe; the network is Diffusion Policy's FiLM
+    U-Net (``ConditionalUnet1D``) over the ``D = 6`` transition channels, its condition
+    ``[end position (2, normalised), keep flag]``, dropped with probability ``p_uncond``. The start is
+    inpainted (training and sampling), as in Diffuser.
+    """
+
+    layout: str = "umaze"
+    n_transitions: int = 1_000_000
+    data_seed: int = 0
+    split: str = "goal_exits"
+    horizon: int = 32
+    stride: int = 4
+    n_diffusion_steps: int = 64
+    schedule: str = "cosine"
+    widths: tuple = (16, 64, 128)
+    time_dim: int = 32
+    p_uncond: float = 0.2
+    n_steps: int = 40_000
+    batch_size: int = 32
+    lr: float = 2e-4
+    ema_decay: float = 0.995
+    grad_clip: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if not 0.0 < self.p_uncond < 1.0:
+            raise ValueError(f"MazeCFGConfig.p_uncond must be in (0, 1) so that the network learns both "
+                             f"models, got {self.p_uncond}")
+
+
+def build_cfg_net(cfg: MazeCFGConfig) -> ConditionalUnet1D:
+    return ConditionalUnet1D(TRANSITION_DIM, cond_dim=3, widths=cfg.widths, time_dim=cfg.time_dim)
+
+
+def cfg_loss(model, diffusion, x0: torch.Tensor, p_uncond: float, generator: torch.Generator | None = None):
+    """Diffuser's loss with the start inpainted and the end position as a droppable FiLM condition.
+
+    ``x0: (B, H, 6)`` normalised windows; the condition is ``x0[:, -1, 2:4]``, replaced by the null
+    token with probability ``p_uncond`` (``guidance.drop_condition``).
+    """
+    conditions = {0: x0[:, 0, ACTION_DIM:]}
+    c = drop_condition(x0[:, -1, ACTION_DIM:ACTION_DIM + 2], p_uncond, generator)
+
+    def condition(x):
+        return apply_conditioning(x, conditions)
+    return diffusion.training_loss(lambda x, t: condition(model(x, t, c)), x0, generator, condition=condition)
+
+
+class GuidedPlanner(DiffuserPlanner):
+    """``DiffuserPlanner`` (arrival at the end) whose plans are sampled with a guidance function.
+
+    ``value_net``: a ``TemporalValue`` trained with ``maze_value_loss``; ``scale``, ``n_guide_steps``,
+    ``t_stopgrad`` as in ``guidance.guided_sample_loop`` (``scale = 0`` is plain Diffuser, DDPM).
+    """
+
+    def __init__(self, model, diffusion, normalizer, horizon: int, value_net, scale: float = 0.0,
+                 n_guide_steps: int = 1, t_stopgrad: int = 0, **kwargs):
+        if kwargs.get("arrival", "end") != "end" or kwargs.get("ddim_steps") is not None:
+            raise ValueError("GuidedPlanner samples with DDPM and inpaints the goal at the end (arrival='end')")
+        super().__init__(model, diffusion, normalizer, horizon, arrival="end", **kwargs)
+        self.value_net = value_net.to(self.device).eval()
+        self.scale, self.n_guide_steps, self.t_stopgrad = float(scale), int(n_guide_steps), int(t_stopgrad)
+
+    def plan(self, state, goal, horizon: int | None = None, via: dict | None = None) -> Plan:
+        from .diffuser import with_mask
+
+        horizon = self.horizon if horizon is None else int(horizon)
+        conditions, arrival, B = self._conditions(*self._request(state, goal), horizon, via)
+        shape = (B, horizon, TRANSITION_DIM)
+        x = guided_sample_loop(with_mask(self.model, conditions, shape, device=self.device), self.diffusion,
+                               self.value_net, shape, self.scale, self.n_guide_steps, self.t_stopgrad,
+                               condition=lambda x: apply_conditioning(x, conditions), generator=self.generator)
+        return self._to_plan(x, arrival)
+
+
+class CFGPlanner(DiffuserPlanner):
+    """A planner whose plans come from a ``MazeCFGConfig`` model: start inpainted, goal by CFG weight ``w``.
+
+    The plan is asked to *end* at the goal only through the condition; the tracker follows it to its
+    last point, wherever that is (``arrival = H - 1``).
+    """
+
+    def __init__(self, model, diffusion, normalizer, horizon: int, weight: float = 1.0, **kwargs):
+        if kwargs.get("arrival", "end") != "end":
+            raise ValueError("CFGPlanner follows each plan to its end (arrival='end')")
+        super().__init__(model, diffusion, normalizer, horizon, arrival="end", **kwargs)
+        self.weight = float(weight)
+
+    def plan(self, state, goal, horizon: int | None = None, via: dict | None = None) -> Plan:
+        if via:
+            raise ValueError("CFGPlanner takes no via-points (its model was trained with the start pinned only)")
+        horizon = self.horizon if horizon is None else int(horizon)
+        state, goal_state = self._request(state, goal)
+        norm = self.obs_normalizer.normalize
+        start = torch.as_tensor(norm(state), device=self.device)
+        g = torch.as_tensor(norm(goal_state)[:2], device=self.device).expand(self.n_samples, 2)
+        conditions = {0: start}
+        net = cfg_denoiser(self.model, g, self.weight)
+        shape = (self.n_samples, horizon, TRANSITION_DIM)
+        cond = lambda x: apply_conditioning(x, conditions)  # noqa: E731
+        if self.ddim_steps is None:
+            x = self.diffusion.p_sample_loop(net, shape, self.generator, condition=cond)
+        else:
+            x = self.diffusion.ddim_sample_loop(net, shape, self.ddim_steps, generator=self.generator, condition=cond)
+        return self._to_plan(x, np.full(self.n_samples, horizon - 1))
+
+
+def load_value(name: str = "maze-medium-value", path=None, device=None):
+    """The trained value network of a ``MazeValueConfig`` recipe (EMA weights): ``(net, config)``."""
+    from .recipes import load_recipe_model
+    net, ckpt, cfg = load_recipe_model(name, path=path, device=device)
+    return net, cfg
+
+
+def load_cfg(name: str = "maze-umaze-cfg", path=None, device=None):
+    """The trained CFG model: ``(model, diffusion, normalizer, config)``."""
+    from .recipes import load_recipe_model
+    net, ckpt, cfg = load_recipe_model(name, path=path, device=device)
+    return net, make_diffusion(cfg.n_diffusion_steps, cfg.schedule), \
+        LimitsNormalizer.from_state_dict(ckpt["extra"]["normalizer"]), cfg
