@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from .assets import verify_file
 from .checkpoint import load_checkpoint
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .diffuser import diffuser_loss, make_diffusion
+from .guidance import drop_condition
+from .nets.conditional_mlp import ConditionalTimeMLP
 from .maze_bc import MazeBCConfig, build_maze_bc, maze_bc_data, maze_bc_loss
 from .maze_conditioning import (MazeCFGConfig, MazeValueConfig, build_cfg_net, build_value_net, cfg_loss,
                                 maze_value_loss, value_batches)
@@ -35,7 +38,7 @@ from .training import TrainConfig, TrainResult, train
 from .trajectories import OBSERVATION_DIM, SPLITS, TRANSITION_DIM, TrajectoryWindows
 from .utils import get_device
 
-__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "DiffuserConfig", "ImitationConfig", "Recipe", "RECIPES",
+__all__ = ["RecapDSMConfig", "RecapDDPMConfig", "ToyCFGConfig", "DiffuserConfig", "ImitationConfig", "Recipe", "RECIPES",
            "PushTPolicyConfig", "CompoundingConfig", "get_recipe", "diffusion_from_config", "train_recipe", "load_pretrained", "load_recipe_model"]
 
 
@@ -72,6 +75,43 @@ class RecapDDPMConfig:
     lr_schedule: str = "cosine"
     ema_decay: float = 0.999
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class ToyCFGConfig:
+    """A DDPM of the six-mode mixture (Chapter 1's data) conditioned on the mode, for classifier-free guidance.
+
+    The condition is the one-hot mode ``(6,)`` and a keep flag, dropped with probability ``p_uncond``
+    (``guidance.drop_condition``); schedule and network size are those of ``recap-ddpm``.
+    """
+
+    n_train: int = 20_000
+    hidden: int = 128
+    depth: int = 3
+    n_diffusion_steps: int = 1000
+    schedule: str = "linear"
+    p_uncond: float = 0.2
+    n_steps: int = 10_000
+    batch_size: int = 512
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    ema_decay: float = 0.999
+    seed: int = 0
+
+
+def _toy_cfg_data(cfg: ToyCFGConfig) -> torch.Tensor:
+    """Rows ``[x, y, mode]`` of the six-mode mixture at half size (``recap-ddpm``'s data)."""
+    x, mode = six_mode_mixture(scale=0.5).sample(cfg.n_train, torch.Generator().manual_seed(cfg.seed), return_labels=True)
+    return torch.cat([x, mode[:, None].float()], dim=1)
+
+
+def _toy_cfg_loss(cfg: ToyCFGConfig, device):
+    diffusion = diffusion_from_config(cfg).to(device)
+
+    def loss(model, rows, generator):
+        c = drop_condition(F.one_hot(rows[:, 2].long(), 6).float(), cfg.p_uncond, generator)
+        return diffusion.training_loss(lambda x, t: model(x, t, c), rows[:, :2], generator)
+    return loss
 
 
 @dataclass(frozen=True)
@@ -281,6 +321,12 @@ RECIPES: dict[str, Recipe] = {
     "recap-ddpm-swissroll": _ddpm_recipe(
         "recap-ddpm-swissroll", "the same DDPM on the 2D swiss roll, a hard case for few-step sampling (Chapter 1)",
         "swiss_roll"),
+    "conditioning-toy-cfg": Recipe(
+        name="conditioning-toy-cfg", config_cls=ToyCFGConfig,
+        description="mode-conditioned DDPM of the six-mode mixture, condition dropout 0.2 (conditioning warm-up)",
+        build_model=lambda cfg: ConditionalTimeMLP(dim=2, cond_dim=7, hidden=cfg.hidden, depth=cfg.depth),
+        training_data=_toy_cfg_data, make_loss=_toy_cfg_loss,
+    ),
     "maze-umaze-diffuser": _diffuser_recipe(
         "maze-umaze-diffuser", "Diffuser on U-Maze: 32 points at stride 4 (128 steps), T 64, width 16 (Diffuser chapter)",
         dict(layout="umaze", horizon=32, **_CPU_DIFFUSER)),

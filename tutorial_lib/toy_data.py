@@ -73,11 +73,12 @@ class GaussianMixture:
         pull = -torch.einsum("kde,nke->nkd", self._prec, x[:, None, :] - self.means[None])
         return (r[..., None] * pull).sum(1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``n`` samples. Returns ``(n, D)``."""
+    def sample(self, n: int, generator: torch.Generator | None = None, return_labels: bool = False):
+        """Draw ``n`` samples: ``(n, D)``, and with ``return_labels`` also their components ``(n,)`` long."""
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator)
-        return self.means[comp] + torch.einsum("nde,ne->nd", self._chol[comp], eps)
+        x = self.means[comp] + torch.einsum("nde,ne->nd", self._chol[comp], eps)
+        return (x, comp) if return_labels else x
 
     def mode_shares(self, x: torch.Tensor) -> torch.Tensor:
         """Share of the points ``x`` whose most likely component is k. Returns ``(K,)``."""
