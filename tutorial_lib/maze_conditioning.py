@@ -42,7 +42,7 @@ def bonus_return(positions, center=BONUS["center"], radius: float = BONUS["radiu
     """
     if isinstance(positions, torch.Tensor):
         c = torch.as_tensor(center, dtype=positions.dtype, device=positions.device)
-        return ((positions - c).norm(dim=-1) < radius).float().mean(-1)
+        return ((positions - c).norm(dim=-1) < radius).to(positions.dtype).mean(-1)
     positions = np.asarray(positions)
     return (np.linalg.norm(positions - np.asarray(center), axis=-1) < radius).mean(-1)
 
