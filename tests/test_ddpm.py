@@ -156,3 +156,17 @@ def test_training_loss_is_zero_for_the_true_noise():
     oracle = lambda xt, tt: noise
     assert d.training_loss(oracle, x0, g1).item() == pytest.approx(0.0, abs=1e-10)
     assert d.training_loss(lambda xt, tt: torch.zeros_like(xt), x0, g1).item() > 0.5
+
+
+def test_respacing_keeps_the_marginals_and_maps_the_steps():
+    from tutorial_lib.ddpm import linear_beta_schedule, respace, respaced_model
+
+    full = GaussianDiffusion(linear_beta_schedule(1000))
+    short, steps = respace(full, 100)
+    assert short.n_diffusion_steps == 100 and steps[-1] == 999 and (steps.diff() > 0).all()
+    torch.testing.assert_close(short.alphas_cumprod, full.alphas_cumprod[steps])
+    same, _ = respace(full, 1000)
+    torch.testing.assert_close(same.betas, full.betas, atol=1e-6, rtol=1e-4)
+    seen = []
+    respaced_model(lambda x, t: seen.append(t) or x, steps)(torch.zeros(2, 2), torch.tensor([0, 99]))
+    assert seen[0].tolist() == [9, 999]

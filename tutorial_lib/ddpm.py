@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule", "GaussianDiffusion"]
+__all__ = ["linear_beta_schedule", "cosine_beta_schedule", "make_beta_schedule", "GaussianDiffusion", "respace", "respaced_model"]
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -241,3 +241,24 @@ class GaussianDiffusion:
             if return_trajectory:
                 traj.append(x)
         return torch.stack(traj) if return_trajectory else x
+
+
+def respace(diffusion: GaussianDiffusion, n_steps: int) -> tuple[GaussianDiffusion, torch.Tensor]:
+    """A shorter DDPM chain on ``n_steps`` of the ``T`` steps (Nichol & Dhariwal 2021, "respacing").
+
+    Keeps ``bar-alpha`` at the steps ``S = ddim_timesteps(n_steps)`` and sets the new chain's
+    ``beta_k = 1 - bar-alpha_{S_k} / bar-alpha_{S_{k-1}}``, so its marginals ``q(x_k | x_0)`` are
+    the old ones at ``S_k``, and ancestral sampling on it is DDPM with bigger steps. The network
+    was trained on the old step numbers: call it with ``steps[k]`` (``respaced_model``).
+    Returns ``(diffusion on n_steps steps, steps: (n_steps,) long, ascending)``.
+    """
+    steps = torch.tensor(diffusion.ddim_timesteps(n_steps)[::-1], dtype=torch.long)
+    ac = diffusion.alphas_cumprod.cpu().double()[steps]
+    betas = 1 - ac / torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
+    new = GaussianDiffusion(betas, prediction=diffusion.prediction, clip_denoised=diffusion.clip_denoised)
+    return new.to(diffusion.device), steps.to(diffusion.device)
+
+
+def respaced_model(model: Callable, steps: torch.Tensor) -> Callable:
+    """``(x, k) -> model(x, steps[k])``: a network of the full chain called on a respaced one."""
+    return lambda x, k, *args: model(x, steps.to(k.device)[k], *args)

@@ -28,7 +28,9 @@ from .nets.temporal_value import TemporalValue
 from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
 
 __all__ = ["BONUS", "bonus_return", "MazeValueConfig", "build_value_net", "value_batches", "maze_value_loss", "MazeCFGConfig",
-           "build_cfg_net", "cfg_loss", "GuidedPlanner", "CFGPlanner", "load_value", "load_cfg"]
+           "build_cfg_net", "cfg_loss", "GuidedPlanner", "CFGPlanner", "load_value", "load_cfg", "bonus_pairs",
+           "via_requests", "plan_diversity", "guidance_experiment", "cfg_experiment", "inpainting_experiment",
+           "conditioning_benchmark"]
 
 BONUS = dict(center=(1.5, 5.5), radius=0.6)
 """The Medium maze's bonus disc (``x`` down the rows, ``y`` along the columns): the middle of the
@@ -233,3 +235,150 @@ def load_cfg(name: str = "maze-umaze-cfg", path=None, device=None):
     net, ckpt, cfg = load_recipe_model(name, path=path, device=device)
     return net, make_diffusion(cfg.n_diffusion_steps, cfg.schedule), \
         LimitsNormalizer.from_state_dict(ckpt["extra"]["normalizer"]), cfg
+
+
+# ----------------------------------------------------------------------------- measuring the three
+GUIDED = dict(kp=10.0, kd=1.0, lookahead=8)
+"""Tracking settings of the conditioning experiments (the book's planner's, ``maze_eval.PLANNER``)."""
+
+
+def _pairs_near(layout: str, cells, n_pairs: int, seed: int, extra=None) -> np.ndarray:
+    """``(n, 2, 2)`` start/goal positions in two different cells of ``cells``, centres ``+ U(-0.1, 0.1)^2``."""
+    rng = np.random.default_rng(seed)
+    cells = np.asarray(cells, dtype=np.float64)
+    first = rng.integers(len(cells), size=n_pairs)
+    second = (first + rng.integers(1, len(cells), size=n_pairs)) % len(cells)
+    return np.stack([cells[first], cells[second]], axis=1) + rng.uniform(-0.1, 0.1, size=(n_pairs, 2, 2))
+
+
+def bonus_pairs(n_pairs: int = 40, seed: int = 0, max_detour: int = 5) -> np.ndarray:
+    """Medium-maze start/goal pairs for the bonus experiment: both in cells outside the bonus pocket
+    at most ``max_detour`` grid moves from its entrance cell ``(1, 5)``, so that a detour through
+    the bonus fits in one plan (256 steps). Shape ``(n, 2, 2)``."""
+    from .envs.maze_grid import MazeGrid
+
+    grid = MazeGrid.from_layout("medium")
+    d = grid.distances_to((1, 5))
+    pocket = {(1, 5), (1, 6), (2, 4), (2, 5), (2, 6)}
+    cells = [c for c in grid.free_cells.tolist() if tuple(c) not in pocket and 0 <= d[tuple(c)] <= max_detour]
+    return _pairs_near("medium", cells, n_pairs, seed)
+
+
+def via_requests(layout: str, n_pairs: int, seed: int, horizon: int, max_cells: int = 9):
+    """Start/goal pairs with a via-point cell each: ``(pairs (n, 2, 2), via (n, 2), k (n,))``.
+
+    The via cell is drawn among the free cells (not the start's or goal's) whose detour
+    ``d(start, via) + d(via, goal)`` is at most ``max_cells`` grid moves; ``k`` is its plan index,
+    placed in proportion to the two legs' lengths.
+    """
+    from .envs.maze_expert import make_eval_pairs
+    from .envs.maze_grid import MazeGrid
+
+    grid = MazeGrid.from_layout(layout)
+    rng = np.random.default_rng(seed + 1000)
+    pairs, vias, ks = [], [], []
+    for start, goal in make_eval_pairs(layout, 4 * n_pairs, seed=seed):
+        s, g = (tuple(np.round(p).astype(int)) for p in (start, goal))
+        ds, dg = grid.distances_to(s), grid.distances_to(g)
+        options = [c for c in grid.free_cells.tolist() if tuple(c) not in (s, g)
+                   and ds[tuple(c)] + dg[tuple(c)] <= max_cells and ds[tuple(c)] > 0]
+        if not options:
+            continue
+        c = options[rng.integers(len(options))]
+        a, b = ds[tuple(c)], dg[tuple(c)]
+        pairs.append((start, goal))
+        vias.append(np.asarray(c, dtype=np.float64))
+        ks.append(int(np.clip(round((horizon - 1) * a / (a + b)), 1, horizon - 2)))
+        if len(pairs) == n_pairs:
+            break
+    return np.asarray(pairs), np.asarray(vias), np.asarray(ks)
+
+
+def _episodes(layout: str, planner, pairs, vias=None, ks=None, seed: int = 0) -> list[dict]:
+    from .maze_eval import rollout_episode
+
+    out = []
+    for i, (start, goal) in enumerate(pairs):
+        planner.via = None if vias is None else {int(ks[i]): vias[i]}
+        out.append(rollout_episode(layout, planner, start, goal, seed=seed + i))
+    planner.via = None
+    return out
+
+
+def guidance_experiment(scales=(0.0, 0.1, 0.3), n_pairs: int = 40, seed: int = 0, device=None) -> dict:
+    """Value guidance towards the bonus on Medium: per scale, over ``bonus_pairs``, the mean number of
+    steps spent in the bonus disc, the share of episodes that enter it, and the goal success."""
+    from .diffuser import load_diffuser
+
+    model, diffusion, normalizer, cfg = load_diffuser("maze-medium-diffuser", device=device)
+    value, _ = load_value(device=device)
+    pairs = bonus_pairs(n_pairs, seed)
+    out = {}
+    for scale in scales:
+        planner = GuidedPlanner(model, diffusion, normalizer, cfg.horizon, value, scale=scale, stride=cfg.stride,
+                                device=device, seed=seed, **GUIDED)
+        eps = _episodes("medium", planner, pairs, seed=seed)
+        inside = [np.linalg.norm(e["states"][:, :2] - np.asarray(BONUS["center"]), axis=1) < BONUS["radius"] for e in eps]
+        out[str(scale)] = {"bonus_steps": float(np.mean([m.sum() for m in inside])),
+                           "bonus_visited": float(np.mean([m.any() for m in inside])),
+                           "success": float(np.mean([e["steps_to_goal"] is not None for e in eps]))}
+    return {"layout": "medium", "n_pairs": len(pairs), "scales": out}
+
+
+def plan_diversity(observations: np.ndarray) -> float:
+    """Mean distance between two plans' positions at the same index, over all pairs of plans: ``(n, H, 4) -> float``."""
+    p = observations[..., :2]
+    d = np.linalg.norm(p[:, None] - p[None], axis=-1).mean(-1)          # (n, n)
+    n = len(p)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def cfg_experiment(weights=(0.0, 1.0, 2.0, 4.0, 8.0), n_pairs: int = 40, seed: int = 0, n_diversity: int = 8,
+                   device=None) -> dict:
+    """Classifier-free guidance on U-Maze: per weight, executed success, the distance from the plan's
+    end to the goal, and the diversity of ``n_diversity`` plans per pair (``plan_diversity``)."""
+    from .envs.maze_expert import make_eval_pairs
+
+    model, diffusion, normalizer, cfg = load_cfg(device=device)
+    pairs = make_eval_pairs("umaze", n_pairs, seed=seed)
+    out = {}
+    for w in weights:
+        planner = CFGPlanner(model, diffusion, normalizer, cfg.horizon, weight=w, stride=cfg.stride, ddim_steps=16,
+                             device=device, seed=seed, **GUIDED)
+        eps = _episodes("umaze", planner, pairs, seed=seed)
+        many = CFGPlanner(model, diffusion, normalizer, cfg.horizon, weight=w, stride=cfg.stride, ddim_steps=16,
+                          n_samples=n_diversity, device=device, seed=seed + 1, **GUIDED)
+        plans = [many.plan(np.r_[s, 0.0, 0.0], g) for s, g in pairs]
+        out[str(w)] = {
+            "success": float(np.mean([e["steps_to_goal"] is not None for e in eps])),
+            "end_error": float(np.mean([np.linalg.norm(p.observations[:, -1, :2] - g, axis=-1).mean()
+                                        for p, (s, g) in zip(plans, pairs)])),
+            "diversity": float(np.mean([plan_diversity(p.observations) for p in plans])),
+        }
+    return {"layout": "umaze", "n_pairs": n_pairs, "weights": out}
+
+
+def inpainting_experiment(n_pairs: int = 40, seed: int = 0, device=None) -> dict:
+    """Via-points by inpainting on Medium (Diffuser's arrival at the end): with and without the
+    via-point pinned, the share of episodes passing within 0.5 of it, reaching the goal, and both."""
+    from .diffuser import load_diffuser
+
+    model, diffusion, normalizer, cfg = load_diffuser("maze-medium-diffuser", device=device)
+    pairs, vias, ks = via_requests("medium", n_pairs, seed, cfg.horizon)
+    planner = DiffuserPlanner(model, diffusion, normalizer, cfg.horizon, stride=cfg.stride, ddim_steps=16,
+                              device=device, seed=seed, **GUIDED)
+    out = {}
+    for name, pinned in (("without", False), ("with", True)):
+        eps = _episodes("medium", planner, pairs, vias if pinned else None, ks, seed=seed)
+        passed = np.array([(np.linalg.norm(e["states"][:, :2] - v, axis=1) < 0.5).any() for e, v in zip(eps, vias)])
+        reached = np.array([e["steps_to_goal"] is not None for e in eps])
+        out[name] = {"via_passed": float(passed.mean()), "success": float(reached.mean()),
+                     "both": float((passed & reached).mean())}
+    return {"layout": "medium", "n_pairs": len(pairs), **out}
+
+
+def conditioning_benchmark(n_pairs: int = 40, seed: int = 0, device=None) -> dict:
+    """The three experiments, one JSON-able dict (``python -m tutorial_lib.bench conditioning``)."""
+    return {"guidance": guidance_experiment(n_pairs=n_pairs, seed=seed, device=device),
+            "classifier_free": cfg_experiment(n_pairs=n_pairs, seed=seed, device=device),
+            "inpainting": inpainting_experiment(n_pairs=n_pairs, seed=seed, device=device)}
