@@ -41,3 +41,19 @@ def test_summarize_normalizes_by_the_same_pairs():
     out = summarize({"random": result([0, 20]), "expert": result([200, 220]), "x": result([310 - 100, 0])})
     assert out["x"]["normalized_score"] == pytest.approx(100 * (105 - 10) / (210 - 10), abs=0.1)
     assert out["x"]["success"] == 0.5 and out["random"]["normalized_score"] == 0.0
+
+
+def test_conditioning_bench_quick():
+    out = subprocess.run([sys.executable, "-m", "tutorial_lib.bench", "conditioning", "--quick"],
+                         capture_output=True, text=True, check=True, timeout=900).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["suite"] == "conditioning" and result["quick"] is True
+    guidance = result["guidance"]["scales"]
+    assert set(guidance) == {"0.0", "100.0", "300.0", "1000.0", "3000.0"}
+    for row in guidance.values():
+        assert 0 <= row["bonus_visited"] <= 1 and 0 <= row["success"] <= 1 and row["bonus_steps"] >= 0
+    for row in result["classifier_free"]["weights"].values():
+        assert 0 <= row["success"] <= 1 and row["end_error"] >= 0 and row["diversity"] >= 0
+    for case in ("without", "with"):
+        row = result["inpainting"][case]
+        assert 0 <= row["both"] <= min(row["via_passed"], row["success"])

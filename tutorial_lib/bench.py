@@ -21,7 +21,7 @@ import time
 
 import torch
 
-__all__ = ["run_recap", "run_motivation", "run_maze", "run_pusht", "SUITES", "main"]
+__all__ = ["run_recap", "run_motivation", "run_maze", "run_pusht", "run_conditioning", "SUITES", "main"]
 
 
 def _log(msg: str) -> None:
@@ -190,7 +190,26 @@ def run_maze(quick: bool = False, device=None) -> dict:
     return result
 
 
-SUITES = {"recap": run_recap, "motivation": run_motivation, "maze": run_maze, "pusht": run_pusht}
+def run_conditioning(quick: bool = False, device=None) -> dict:
+    """Chapter 3's conditioning table (``maze_conditioning.conditioning_benchmark``): value guidance
+    towards a bonus on Medium (per scale: steps in the bonus, share of episodes entering it, goal
+    success), classifier-free guidance on U-Maze (per weight: success, plan end error, diversity),
+    and via-points by inpainting on Medium (with and without the pin). 40 pairs each (seed 0;
+    the guidance scales were chosen on seed 1); ``--quick``: 2 pairs."""
+    from .maze_conditioning import cfg_experiment, guidance_experiment, inpainting_experiment
+
+    n = 2 if quick else 40
+    result: dict = {"suite": "conditioning", "quick": quick, "torch_threads": torch.get_num_threads()}
+    for key, run in (("guidance", guidance_experiment), ("classifier_free", cfg_experiment),
+                     ("inpainting", inpainting_experiment)):
+        t0 = time.perf_counter()
+        result[key] = _rounded(run(n_pairs=n, seed=0, device=device or "cpu"))
+        _log(f"{key}: {time.perf_counter() - t0:.0f} s")
+    return result
+
+
+SUITES = {"recap": run_recap, "motivation": run_motivation, "maze": run_maze, "pusht": run_pusht,
+          "conditioning": run_conditioning}
 
 
 def main(argv=None) -> int:

@@ -443,18 +443,8 @@ def load_diffuser(name: str = "maze-umaze-diffuser", path=None, device=None, ema
     ``path=None`` reads the shipped checkpoint ``data/checkpoints/<name>.pt`` (checked against the
     manifest); a path reads that file. The normaliser comes from the checkpoint's ``extra`` entry.
     """
-    from .checkpoint import load_checkpoint
-    from .recipes import get_recipe
-    from .recipes import load_pretrained
+    from .recipes import load_recipe_model
 
-    recipe = get_recipe(name)
-    if path is None:
-        model, ckpt = load_pretrained(name, device=device, ema=ema)
-    else:
-        ckpt = load_checkpoint(path, name=name, hint=f"re-create it with: {recipe.command()}")
-        model = recipe.build_model(recipe.config_cls(**ckpt["config"]))
-        model.load_state_dict(ckpt["ema_state"] if ema and ckpt["ema_state"] is not None else ckpt["model_state"])
-        model = model.to(get_device(device)).eval()
-    cfg = recipe.config_cls(**ckpt["config"])
+    model, ckpt, cfg = load_recipe_model(name, path=path, device=device, ema=ema)
     normalizer = LimitsNormalizer.from_state_dict(ckpt["extra"]["normalizer"])
     return model, make_diffusion(cfg.n_diffusion_steps, cfg.schedule), normalizer, cfg

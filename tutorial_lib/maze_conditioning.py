@@ -264,12 +264,14 @@ def bonus_pairs(n_pairs: int = 40, seed: int = 0, max_detour: int = 5) -> np.nda
     return _pairs_near("medium", cells, n_pairs, seed)
 
 
-def via_requests(layout: str, n_pairs: int, seed: int, horizon: int, max_cells: int = 9):
+def via_requests(layout: str, n_pairs: int, seed: int, horizon: int, max_cells: int = 9, stride: int = 4,
+                 steps_per_cell: float = 20.0):
     """Start/goal pairs with a via-point cell each: ``(pairs (n, 2, 2), via (n, 2), k (n,))``.
 
     The via cell is drawn among the free cells (not the start's or goal's) whose detour
     ``d(start, via) + d(via, goal)`` is at most ``max_cells`` grid moves; ``k`` is its plan index,
-    placed in proportion to the two legs' lengths.
+    ``d(start, via) * steps_per_cell / stride`` (about the data's pace: its waypoint controller
+    covers a cell in 15 to 25 steps).
     """
     from .envs.maze_expert import make_eval_pairs
     from .envs.maze_grid import MazeGrid
@@ -288,7 +290,7 @@ def via_requests(layout: str, n_pairs: int, seed: int, horizon: int, max_cells: 
         a, b = ds[tuple(c)], dg[tuple(c)]
         pairs.append((start, goal))
         vias.append(np.asarray(c, dtype=np.float64))
-        ks.append(int(np.clip(round((horizon - 1) * a / (a + b)), 1, horizon - 2)))
+        ks.append(int(np.clip(round(a * steps_per_cell / stride), 1, horizon - 2)))
         if len(pairs) == n_pairs:
             break
     return np.asarray(pairs), np.asarray(vias), np.asarray(ks)
@@ -305,7 +307,7 @@ def _episodes(layout: str, planner, pairs, vias=None, ks=None, seed: int = 0) ->
     return out
 
 
-def guidance_experiment(scales=(0.0, 0.1, 0.3), n_pairs: int = 40, seed: int = 0, device=None) -> dict:
+def guidance_experiment(scales=(0.0, 100.0, 300.0, 1000.0, 3000.0), n_pairs: int = 40, seed: int = 0, device=None) -> dict:
     """Value guidance towards the bonus on Medium: per scale, over ``bonus_pairs``, the mean number of
     steps spent in the bonus disc, the share of episodes that enter it, and the goal success."""
     from .diffuser import load_diffuser
@@ -359,14 +361,14 @@ def cfg_experiment(weights=(0.0, 1.0, 2.0, 4.0, 8.0), n_pairs: int = 40, seed: i
 
 
 def inpainting_experiment(n_pairs: int = 40, seed: int = 0, device=None) -> dict:
-    """Via-points by inpainting on Medium (Diffuser's arrival at the end): with and without the
+    """Via-points by inpainting on Medium (the book's planner, ``maze_eval.PLANNER``): with and without the
     via-point pinned, the share of episodes passing within 0.5 of it, reaching the goal, and both."""
     from .diffuser import load_diffuser
+    from .maze_eval import make_planner
 
     model, diffusion, normalizer, cfg = load_diffuser("maze-medium-diffuser", device=device)
-    pairs, vias, ks = via_requests("medium", n_pairs, seed, cfg.horizon)
-    planner = DiffuserPlanner(model, diffusion, normalizer, cfg.horizon, stride=cfg.stride, ddim_steps=16,
-                              device=device, seed=seed, **GUIDED)
+    pairs, vias, ks = via_requests("medium", n_pairs, seed, cfg.horizon, stride=cfg.stride)
+    planner = make_planner("medium", device=device, seed=seed)
     out = {}
     for name, pinned in (("without", False), ("with", True)):
         eps = _episodes("medium", planner, pairs, vias if pinned else None, ks, seed=seed)
