@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .diffuser import DiffuserPlanner, Plan, apply_conditioning, make_diffusion, start_goal_conditions
+from .diffuser import DiffuserPlanner, Plan, apply_conditioning, make_diffusion, start_goal_conditions, with_mask
 from .guidance import cfg_denoiser, drop_condition, guided_sample_loop, value_loss
 from .nets.conditional_unet import ConditionalUnet1D
 from .nets.temporal_value import TemporalValue
 from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
 
 __all__ = ["BONUS", "bonus_return", "MazeValueConfig", "build_value_net", "value_batches", "maze_value_loss", "MazeCFGConfig",
-           "build_cfg_net", "cfg_loss", "GuidedPlanner", "CFGPlanner", "load_value", "load_cfg", "bonus_pairs",
+           "build_cfg_net", "cfg_loss", "maze_cfg_loss", "GuidedPlanner", "CFGPlanner", "load_value", "load_cfg", "bonus_pairs",
            "via_requests", "plan_diversity", "guidance_experiment", "cfg_experiment", "inpainting_experiment",
            "conditioning_benchmark"]
 
@@ -163,6 +163,12 @@ def cfg_loss(model, diffusion, x0: torch.Tensor, p_uncond: float, generator: tor
     return diffusion.training_loss(lambda x, t: condition(model(x, t, c)), x0, generator, condition=condition)
 
 
+def maze_cfg_loss(cfg: MazeCFGConfig, device):
+    """``loss(model, x0, generator)``: ``cfg_loss`` with the recipe's diffusion and ``p_uncond``."""
+    diffusion = make_diffusion(cfg.n_diffusion_steps, cfg.schedule).to(device)
+    return lambda model, x0, generator: cfg_loss(model, diffusion, x0, cfg.p_uncond, generator)
+
+
 class GuidedPlanner(DiffuserPlanner):
     """``DiffuserPlanner`` (arrival at the end) whose plans are sampled with a guidance function.
 
@@ -179,8 +185,6 @@ class GuidedPlanner(DiffuserPlanner):
         self.scale, self.n_guide_steps, self.t_stopgrad = float(scale), int(n_guide_steps), int(t_stopgrad)
 
     def plan(self, state, goal, horizon: int | None = None, via: dict | None = None) -> Plan:
-        from .diffuser import with_mask
-
         horizon = self.horizon if horizon is None else int(horizon)
         conditions, arrival, B = self._conditions(*self._request(state, goal), horizon, via)
         shape = (B, horizon, TRANSITION_DIM)
@@ -242,7 +246,7 @@ GUIDED = dict(kp=10.0, kd=1.0, lookahead=8)
 """Tracking settings of the conditioning experiments (the book's planner's, ``maze_eval.PLANNER``)."""
 
 
-def _pairs_near(layout: str, cells, n_pairs: int, seed: int, extra=None) -> np.ndarray:
+def _pairs_near(cells, n_pairs: int, seed: int) -> np.ndarray:
     """``(n, 2, 2)`` start/goal positions in two different cells of ``cells``, centres ``+ U(-0.1, 0.1)^2``."""
     rng = np.random.default_rng(seed)
     cells = np.asarray(cells, dtype=np.float64)
@@ -261,7 +265,7 @@ def bonus_pairs(n_pairs: int = 40, seed: int = 0, max_detour: int = 5) -> np.nda
     d = grid.distances_to((1, 5))
     pocket = {(1, 5), (1, 6), (2, 4), (2, 5), (2, 6)}
     cells = [c for c in grid.free_cells.tolist() if tuple(c) not in pocket and 0 <= d[tuple(c)] <= max_detour]
-    return _pairs_near("medium", cells, n_pairs, seed)
+    return _pairs_near(cells, n_pairs, seed)
 
 
 def via_requests(layout: str, n_pairs: int, seed: int, horizon: int, max_cells: int = 9, stride: int = 4,
@@ -363,12 +367,10 @@ def cfg_experiment(weights=(0.0, 1.0, 2.0, 4.0, 8.0), n_pairs: int = 40, seed: i
 def inpainting_experiment(n_pairs: int = 40, seed: int = 0, device=None) -> dict:
     """Via-points by inpainting on Medium (the book's planner, ``maze_eval.PLANNER``): with and without the
     via-point pinned, the share of episodes passing within 0.5 of it, reaching the goal, and both."""
-    from .diffuser import load_diffuser
     from .maze_eval import make_planner
 
-    model, diffusion, normalizer, cfg = load_diffuser("maze-medium-diffuser", device=device)
-    pairs, vias, ks = via_requests("medium", n_pairs, seed, cfg.horizon, stride=cfg.stride)
     planner = make_planner("medium", device=device, seed=seed)
+    pairs, vias, ks = via_requests("medium", n_pairs, seed, planner.horizon, stride=planner.stride)
     out = {}
     for name, pinned in (("without", False), ("with", True)):
         eps = _episodes("medium", planner, pairs, vias if pinned else None, ks, seed=seed)

@@ -21,7 +21,7 @@ from .diffuser import diffuser_loss, make_diffusion
 from .guidance import drop_condition
 from .nets.conditional_mlp import ConditionalTimeMLP
 from .maze_bc import MazeBCConfig, build_maze_bc, maze_bc_data, maze_bc_loss
-from .maze_conditioning import (MazeCFGConfig, MazeValueConfig, build_cfg_net, build_value_net, cfg_loss,
+from .maze_conditioning import (MazeCFGConfig, MazeValueConfig, build_cfg_net, build_value_net, maze_cfg_loss,
                                 maze_value_loss, value_batches)
 from .envs.maze_data import load_stream
 from .imitation import (ImitationConfig, bc_loss, build_bc, build_diffusion_net, diffusion_policy_loss,
@@ -347,8 +347,7 @@ RECIPES: dict[str, Recipe] = {
         description="goal-conditioned trajectory diffusion (FiLM U-Net, condition dropout 0.2) on U-Maze, for "
                     "classifier-free guidance (Diffuser chapter)",
         build_model=build_cfg_net, training_data=_maze_windows,
-        make_loss=lambda cfg, device: (lambda model, x0, g, _d=make_diffusion(cfg.n_diffusion_steps, cfg.schedule).to(device):
-                                       cfg_loss(model, _d, x0, cfg.p_uncond, g)),
+        make_loss=maze_cfg_loss,
         make_batches=lambda cfg, windows, device: windows.to(device).sample_batch,
         extra=lambda cfg, windows: {"normalizer": windows.normalizer.state_dict()},
     ),
