@@ -14,9 +14,15 @@ action and the first state) written into the noisy window before the network see
 estimate, and sampled with the same inpainting (:func:`sequence_condition`). No prediction is ever fed
 back as an input, so there is nothing to compound; its errors are those of one joint sample.
 
-Both see the same data (the waypoint expert's stream in the U-Maze, :mod:`tutorial_lib.envs.maze_data`)
-and are scored on windows of a *held-out* stream (another seed) given the same start state and the
-same actions: position error ``|| pos_hat_k - pos_k ||`` (maze units) against the horizon ``k``.
+Both see the same data and are scored on *held-out* windows given the same start state and the
+same actions: position error ``|| pos_hat_k - pos_k ||`` against the horizon ``k``. Two tasks:
+
+* ``"maze"``: the U-Maze waypoint expert's stream (:mod:`tutorial_lib.envs.maze_data`), tested on
+  a stream of another seed; the ball's position, in cells.
+* ``"pusht"``: random pushes of the T (:mod:`tutorial_lib.envs.pusht_play`, 400 episodes of 200
+  steps), tested on the last 20 episodes; the block's position, in pixels. Play data rather than
+  the demonstrations, which all end with the T on its goal: a sequence model trained on those
+  learns where episodes end, and would be scored partly on that prior.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .assets import data_dir
+from .assets import verify_file
 from .ddpm import GaussianDiffusion
 from .diffuser import make_diffusion
 from .envs.maze_data import generate_dataset, load_stream
@@ -36,7 +42,7 @@ from .trajectories import ACTION_DIM, LimitsNormalizer, TrajectoryWindows
 
 __all__ = ["TASKS", "CompoundingConfig", "pusht_transitions", "training_windows", "DynamicsData", "dynamics_data", "build_dynamics_net", "dynamics_loss",
            "rollout_dynamics", "sequence_windows", "build_sequence_net", "sequence_condition", "sequence_loss",
-           "sample_sequences", "heldout_windows", "position_errors", "load_compounding_models", "compounding_experiment"]
+           "to_relative", "from_relative", "sample_sequences", "heldout_windows", "position_errors", "load_compounding_models", "compounding_experiment"]
 
 
 TASKS = ("maze", "pusht")
@@ -44,6 +50,9 @@ STATE_DIMS = {"maze": 4, "pusht": 6}
 """Maze: ``(x, y, vx, vy)``. Push-T: ``(agent x, agent y, block x, block y, cos theta, sin theta)``."""
 POSITION = {"maze": slice(0, 2), "pusht": slice(2, 4)}
 """The coordinates whose error is reported: the ball's position (cells), the block's position (pixels)."""
+PUSHT_PLAY = "pusht/play.npz"
+"""The Push-T data of the study: random pushes (:mod:`tutorial_lib.envs.pusht_play`), not the
+demonstrations, which all end with the T on its goal."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class CompoundingConfig:
 
     The one-step model uses ``hidden``, ``depth``; the sequence model ``dim``, ``dim_mults``,
     ``n_diffusion_steps``. ``horizon`` is the length of a predicted window (states ``s_0 .. s_{H-1}``).
+    ``relative``: the sequence model diffuses displacements from the start state instead of the
+    states themselves (:func:`to_relative`), as the one-step model regresses differences.
     """
 
     task: str = "maze"
@@ -72,6 +83,8 @@ class CompoundingConfig:
     ema_decay: float = 0.995
     grad_clip: float = 1.0
     seed: int = 0
+    relative: bool = False
+    pusht_data: str = PUSHT_PLAY
 
     def __post_init__(self):
         object.__setattr__(self, "dim_mults", tuple(self.dim_mults))
@@ -82,17 +95,18 @@ class CompoundingConfig:
             raise ValueError(f"horizon must be a multiple of {multiple} (and >= 2), got {self.horizon}")
 
 
-def pusht_transitions(n_test_episodes: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The Push-T demonstrations as transitions ``[a_t, s_t]`` ``(N, 8)`` (the angle as its cosine
-    and sine), with the episodes ``[start, stop)`` split into training paths and the last
-    ``n_test_episodes`` held out: ``(transitions, train_paths, test_paths)``."""
-    from .envs.pusht_demos import load_demonstrations
+def pusht_transitions(n_test_episodes: int = 20, data: str = PUSHT_PLAY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Push-T play (or demonstration) episodes as transitions ``[a_t, s_t]`` ``(N, 8)`` (the angle as
+    its cosine and sine), with the episodes ``[start, stop)`` split into training paths and the last
+    ``n_test_episodes`` held out: ``(transitions, train_paths, test_paths)``. ``data``: a file of
+    ``data/`` with the layout of :mod:`tutorial_lib.envs.pusht_play`."""
+    from .envs.pusht_play import load_play_data
 
-    demos = load_demonstrations(str(data_dir() / "pusht" / "demos.npz"))
-    obs = demos["obs"]
+    episodes = load_play_data(str(verify_file(data)))
+    obs = episodes["obs"]
     states = np.concatenate([obs[:, :4], np.cos(obs[:, 4:5]), np.sin(obs[:, 4:5])], axis=1)
-    transitions = np.concatenate([demos["actions"], states], axis=1).astype(np.float32)
-    ends = demos["episode_ends"]
+    transitions = np.concatenate([episodes["actions"], states], axis=1).astype(np.float32)
+    ends = episodes["episode_ends"]
     paths = np.stack([np.r_[0, ends[:-1]], ends], axis=1)
     if not 1 <= n_test_episodes < len(paths):
         raise ValueError(f"n_test_episodes must be in [1, {len(paths) - 1}], got {n_test_episodes}")
@@ -105,7 +119,7 @@ def training_windows(cfg: CompoundingConfig, horizon: int) -> TrajectoryWindows:
     if cfg.task == "maze":
         return TrajectoryWindows.from_maze_data(load_stream(cfg.layout, cfg.n_transitions, cfg.data_seed), horizon,
                                                  split="none")
-    transitions, train_paths, _ = pusht_transitions(cfg.n_test_episodes)
+    transitions, train_paths, _ = pusht_transitions(cfg.n_test_episodes, cfg.pusht_data)
     train_rows = np.concatenate([np.arange(a, b) for a, b in train_paths])
     normalizer = LimitsNormalizer.fit(transitions[train_rows])
     return TrajectoryWindows(transitions, train_paths, horizon, normalizer)
@@ -168,55 +182,95 @@ def sequence_windows(cfg: CompoundingConfig) -> TrajectoryWindows:
 
 
 def build_sequence_net(cfg: CompoundingConfig):
-    """Diffuser's temporal U-Net over ``(B, H, 2 + S)`` windows."""
+    """Diffuser's temporal U-Net over ``(B, H, 2 + S)`` windows (``(B, H, 2 + 2 S)`` if ``cfg.relative``)."""
     from .nets.temporal_unet import TemporalUnet
-    return TemporalUnet(ACTION_DIM + STATE_DIMS[cfg.task], dim=cfg.dim, dim_mults=cfg.dim_mults)
+    n_states = STATE_DIMS[cfg.task] * (2 if cfg.relative else 1)
+    return TemporalUnet(ACTION_DIM + n_states, dim=cfg.dim, dim_mults=cfg.dim_mults)
 
 
-def sequence_condition(actions: torch.Tensor, s0: torch.Tensor):
+RELATIVE_SCALE = 2.0
+"""Displacements of normalised states lie in ``[-2, 2]``; divided by this they lie in ``[-1, 1]``,
+the range the sampler clips its estimates to."""
+
+
+def to_relative(x: torch.Tensor) -> torch.Tensor:
+    """``[a_t, s_t]`` ``(B, H, 2 + S)`` -> ``[a_t, s_0, (s_t - s_0) / 2]`` ``(B, H, 2 + 2 S)`` (normalised).
+
+    The start state is repeated on every row, so each row sees it, and the unknown part of the
+    window is the displacement from it: zero at ``t = 0`` and small for small ``t``, which the
+    network need not copy from another row.
+    """
+    a, s = x[..., :ACTION_DIM], x[..., ACTION_DIM:]
+    s0 = s[:, :1].expand_as(s)
+    return torch.cat([a, s0, (s - s0) / RELATIVE_SCALE], -1)
+
+
+def from_relative(z: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_relative`: ``(B, H, 2 + 2 S) -> (B, H, 2 + S)``."""
+    n_states = (z.shape[-1] - ACTION_DIM) // 2
+    a, s0, d = z[..., :ACTION_DIM], z[..., ACTION_DIM:ACTION_DIM + n_states], z[..., ACTION_DIM + n_states:]
+    return torch.cat([a, s0 + RELATIVE_SCALE * d], -1)
+
+
+def sequence_condition(actions: torch.Tensor, s0: torch.Tensor, relative: bool = False):
     """``x -> x`` with every action and the first state written in (inpainting).
 
     Shapes (normalised): actions ``(B, H, 2)``, s0 ``(B, S)``; the returned function maps
-    ``(B, H, 2 + S) -> (B, H, 2 + S)``.
+    ``(B, H, 2 + S) -> (B, H, 2 + S)``. With ``relative`` (the layout of :func:`to_relative`,
+    ``(B, H, 2 + 2 S)``): the actions, ``s_0`` on every row and a zero displacement at ``t = 0``.
     """
+    n_states = s0.shape[-1]
+
     def condition(x):
         x = x.clone()
         x[..., :ACTION_DIM] = actions
-        x[:, 0, ACTION_DIM:] = s0
+        if relative:
+            x[..., ACTION_DIM:ACTION_DIM + n_states] = s0[:, None]
+            x[:, 0, ACTION_DIM + n_states:] = 0.0
+        else:
+            x[:, 0, ACTION_DIM:] = s0
         return x
     return condition
 
 
 def sequence_loss(cfg: CompoundingConfig, device=None):
-    """Diffuser's x0 loss with the actions and ``s_0`` inpainted in the noisy input and in the estimate."""
+    """Diffuser's x0 loss with the actions and ``s_0`` inpainted in the noisy input and in the estimate
+    (on the displacement layout of :func:`to_relative` if ``cfg.relative``)."""
     diffusion = make_diffusion(cfg.n_diffusion_steps).to(device or "cpu")
 
     def loss(model, x0, generator=None):
-        condition = sequence_condition(x0[..., :ACTION_DIM], x0[:, 0, ACTION_DIM:])
+        condition = sequence_condition(x0[..., :ACTION_DIM], x0[:, 0, ACTION_DIM:], cfg.relative)
+        if cfg.relative:
+            x0 = to_relative(x0)
         return diffusion.training_loss(lambda x, t: condition(model(x, t)), x0, generator, condition=condition)
     return loss
 
 
 @torch.no_grad()
 def sample_sequences(model, diffusion: GaussianDiffusion, s0: torch.Tensor, actions: torch.Tensor,
-                     generator: torch.Generator | None = None, ddim_steps: int | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, ddim_steps: int | None = None,
+                     relative: bool = False) -> torch.Tensor:
     """One sample of ``s_{0:H}`` per row given ``s_0`` and ``a_{0:H}``: ``(B, H, S)`` (normalised).
 
-    DDPM through every diffusion step unless ``ddim_steps`` is given.
+    DDPM through every diffusion step unless ``ddim_steps`` is given. ``relative``: the model was
+    trained on the displacement layout (``CompoundingConfig.relative``).
     """
-    condition = sequence_condition(actions, s0)
-    shape = (actions.shape[0], actions.shape[1], ACTION_DIM + s0.shape[-1])
+    condition = sequence_condition(actions, s0, relative)
+    n_states = s0.shape[-1] * (2 if relative else 1)
+    shape = (actions.shape[0], actions.shape[1], ACTION_DIM + n_states)
     if ddim_steps is None:
         x = diffusion.p_sample_loop(model, shape, generator, condition=condition)
     else:
         x = diffusion.ddim_sample_loop(model, shape, ddim_steps, generator=generator, condition=condition)
+    if relative:
+        x = from_relative(x)
     return x[..., ACTION_DIM:]
 
 
 # ----------------------------------------------------------------------------- the experiment
 RECIPES = {"maze": ("motivation-dynamics-mlp", "motivation-sequence-diffusion"),
            "pusht": ("motivation-pusht-dynamics-mlp", "motivation-pusht-sequence-diffusion")}
-HORIZONS = {"maze": (1, 2, 4, 8, 16, 32, 64, 127), "pusht": (1, 2, 4, 8, 16, 31)}
+HORIZONS = {"maze": (1, 2, 4, 8, 16, 32, 64, 127), "pusht": (1, 2, 4, 8, 16, 32, 63)}
 
 
 def load_compounding_models(task: str = "maze", device="cpu"):
@@ -249,7 +303,7 @@ def heldout_windows(cfg: CompoundingConfig, normalizer: LimitsNormalizer, n_wind
         data = generate_dataset(cfg.layout, n_transitions, seed=seed)
         windows = TrajectoryWindows.from_maze_data(data, cfg.horizon, split="none", normalizer=normalizer)
     else:
-        transitions, _, test_paths = pusht_transitions(cfg.n_test_episodes)
+        transitions, _, test_paths = pusht_transitions(cfg.n_test_episodes, cfg.pusht_data)
         windows = TrajectoryWindows(transitions, test_paths, cfg.horizon, normalizer)
     idx = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:n_windows]
     return torch.stack([windows[int(i)] for i in idx])
@@ -281,7 +335,7 @@ def compounding_experiment(dynamics, delta_scale, seq_model, normalizer: LimitsN
     ar = rollout_dynamics(dynamics, delta_scale, states[:, 0], actions[:, :-1])
     diffusion = make_diffusion(cfg.n_diffusion_steps)
     gen = torch.Generator().manual_seed(seed)
-    dm = sample_sequences(seq_model, diffusion, states[:, 0], actions, generator=gen)
+    dm = sample_sequences(seq_model, diffusion, states[:, 0], actions, generator=gen, relative=cfg.relative)
     err_ar = position_errors(ar, states, normalizer, cfg.task)
     err_dm = position_errors(dm, states, normalizer, cfg.task)
     hs = list(horizons)

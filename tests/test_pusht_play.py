@@ -1,0 +1,55 @@
+"""Push-T play data (random pushes for the compounding study): determinism, contact, file checks."""
+
+import numpy as np
+import pytest
+
+from tutorial_lib.assets import data_dir
+from tutorial_lib.envs.pusht_play import PlayConfig, generate_play_data, load_play_data, main, play_episode
+
+SHORT = PlayConfig(episode_steps=40)
+
+
+def test_episode_is_deterministic_by_seed_and_pushes_the_block():
+    a, b, c = play_episode(7, SHORT), play_episode(7, SHORT), play_episode(8, SHORT)
+    assert a["obs"].shape == (40, 5) and a["actions"].shape == (40, 2)
+    assert np.array_equal(a["obs"], b["obs"]) and np.array_equal(a["actions"], b["actions"])
+    assert not np.array_equal(a["actions"], c["actions"])
+    long = play_episode(7)
+    assert np.linalg.norm(long["obs"][-1, 2:4] - long["obs"][0, 2:4]) > 1.0, "the block was never moved"
+
+
+def test_commands_move_at_most_the_top_speed_and_stay_inside():
+    ep = play_episode(3)
+    steps = np.linalg.norm(np.diff(ep["actions"], axis=0), axis=1)
+    assert steps.max() <= PlayConfig().speed[1] + 1e-3
+    assert ep["actions"].min() >= 10.0 - 1e-3 and ep["actions"].max() <= 502.0 + 1e-3
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="speed"):
+        PlayConfig(speed=(0.0, 5.0))
+    with pytest.raises(ValueError, match="episode_steps"):
+        PlayConfig(episode_steps=0)
+    with pytest.raises(ValueError, match="n_episodes"):
+        generate_play_data(0)
+
+
+def test_command_line_round_trip_and_corruption(tmp_path, capsys):
+    out = tmp_path / "play.npz"
+    main(["--episodes", "2", "--seed", "5", "--out", str(out)])
+    data = load_play_data(str(out))
+    assert data["obs"].shape == (400, 5) and list(data["episode_ends"]) == [200, 400]
+    bad = dict(data, obs=data["obs"][:-1])
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        load_play_data(str(tmp_path / "bad.npz"))
+    np.savez(tmp_path / "missing.npz", obs=data["obs"])
+    with pytest.raises(ValueError, match="missing"):
+        load_play_data(str(tmp_path / "missing.npz"))
+
+
+def test_shipped_play_data_is_intact():
+    data = load_play_data(str(data_dir() / "pusht" / "play.npz"))
+    assert len(data["episode_ends"]) == 400 and len(data["obs"]) == 80_000
+    first = play_episode(int(data["episode_seeds"][0]))
+    assert np.allclose(first["obs"], data["obs"][:200], atol=1e-4), "the shipped file is not what the command makes"
