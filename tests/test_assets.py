@@ -32,6 +32,9 @@ def test_every_shipped_checkpoint_is_listed_and_loads():
         model, ckpt = load_pretrained(name, device="cpu")
         cfg = get_recipe(name).config_cls(**ckpt["config"])
         assert ckpt["step"] == cfg.n_steps, f"{name}: the shipped checkpoint is not fully trained"
+        assert cfg == get_recipe(name).config(), (
+            f"{name}: the shipped checkpoint was trained with another config than its recipe's, so the "
+            f"manifest's command would not reproduce it")
         assert not model.training
         assert len(ckpt["history"]["loss"]) > 10
 

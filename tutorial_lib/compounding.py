@@ -273,16 +273,22 @@ RECIPES = {"maze": ("motivation-dynamics-mlp", "motivation-sequence-diffusion"),
 HORIZONS = {"maze": (1, 2, 4, 8, 16, 32, 64, 127), "pusht": (1, 2, 4, 8, 16, 32, 63)}
 
 
-def load_compounding_models(task: str = "maze", device="cpu"):
-    """The shipped models of ``task``: ``(dynamics, delta_scale, sequence model, normalizer, config)``."""
-    from .recipes import load_pretrained
+def load_compounding_models(task: str = "maze", device="cpu", paths: dict | None = None):
+    """The models of ``task``: ``(dynamics, delta_scale, sequence model, normalizer, config)``.
+
+    The shipped checkpoints, or the files ``paths = {recipe name: path}`` names (e.g. retrained ones).
+    """
+    from .recipes import load_recipe_model
 
     if task not in RECIPES:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    paths = paths or {}
     dyn_name, seq_name = RECIPES[task]
-    dynamics, ckpt_d = load_pretrained(dyn_name, device=device)
-    seq, ckpt_s = load_pretrained(seq_name, device=device)
-    cfg = CompoundingConfig(**ckpt_s["config"])
+    unknown = set(paths) - {dyn_name, seq_name}
+    if unknown:
+        raise ValueError(f"paths names {sorted(unknown)}; the recipes of {task} are {dyn_name} and {seq_name}")
+    dynamics, ckpt_d, _ = load_recipe_model(dyn_name, path=paths.get(dyn_name), device=device)
+    seq, ckpt_s, cfg = load_recipe_model(seq_name, path=paths.get(seq_name), device=device)
     norm = LimitsNormalizer.from_state_dict(ckpt_s["extra"]["normalizer"])
     norm_d = LimitsNormalizer.from_state_dict(ckpt_d["extra"]["normalizer"])
     if not (torch.equal(norm.lo, norm_d.lo) and torch.equal(norm.hi, norm_d.hi)):
