@@ -278,11 +278,13 @@ class BCPolicy(_ChunkPolicy):
         return self.net(o).view(-1, self.cfg.horizon, ACTION_DIM)
 
 
-def load_policy(name: str = "pusht-diffusion-policy", device="cpu", ddim_steps: int | None = None, seed: int = 0):
-    """The shipped policy of recipe ``name`` (``pusht-diffusion-policy`` or ``pusht-bc``), ready to roll out."""
-    from .recipes import load_pretrained
+def load_policy(name: str = "pusht-diffusion-policy", device="cpu", ddim_steps: int | None = None, seed: int = 0,
+                path=None):
+    """The policy of recipe ``name`` (``pusht-diffusion-policy`` or ``pusht-bc``), ready to roll out:
+    the shipped checkpoint, or the file at ``path`` (e.g. a retrained one)."""
+    from .recipes import load_recipe_model
 
-    net, ckpt = load_pretrained(name, device=device)
+    net, ckpt, _ = load_recipe_model(name, path=path, device=device)
     cfg = PushTPolicyConfig(**ckpt["config"])
     norms = (LimitsNormalizer.from_state_dict(ckpt["extra"]["obs_normalizer"]),
              LimitsNormalizer.from_state_dict(ckpt["extra"]["action_normalizer"]))
