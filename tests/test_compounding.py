@@ -90,10 +90,10 @@ def test_heldout_windows_come_from_another_stream():
 def test_pusht_study_uses_play_episodes_and_holds_out_the_last():
     from tutorial_lib.compounding import pusht_transitions
 
-    transitions, train, test = pusht_transitions(n_test_episodes=20)
-    assert transitions.shape == (80_000, 8) and len(train) == 380 and len(test) == 20
+    transitions, train, test = pusht_transitions(n_test_episodes=200)
+    assert transitions.shape == (192_000, 8) and len(train) == 2800 and len(test) == 200
     assert train[-1, 1] == test[0, 0] and test[-1, 1] == len(transitions)
     angle = transitions[:, 6:8]
     assert np.allclose((angle ** 2).sum(1), 1.0, atol=1e-5)      # cos, sin of the block's angle
     with pytest.raises(ValueError, match="n_test_episodes"):
-        pusht_transitions(n_test_episodes=400)
+        pusht_transitions(n_test_episodes=3000)

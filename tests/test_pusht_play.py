@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tutorial_lib.assets import data_dir
-from tutorial_lib.envs.pusht_play import PlayConfig, generate_play_data, load_play_data, main, play_episode
+from tutorial_lib.envs.pusht_play import PlayConfig, PlayPusher, generate_play_data, load_play_data, main, play_episode
 
 SHORT = PlayConfig(episode_steps=40)
 
@@ -14,8 +14,24 @@ def test_episode_is_deterministic_by_seed_and_pushes_the_block():
     assert a["obs"].shape == (40, 5) and a["actions"].shape == (40, 2)
     assert np.array_equal(a["obs"], b["obs"]) and np.array_equal(a["actions"], b["actions"])
     assert not np.array_equal(a["actions"], c["actions"])
-    long = play_episode(7)
-    assert np.linalg.norm(long["obs"][-1, 2:4] - long["obs"][0, 2:4]) > 1.0, "the block was never moved"
+    full = play_episode(7)
+    assert np.linalg.norm(full["obs"][-1, 2:4] - full["obs"][0, 2:4]) > 1.0, "the block was never moved"
+
+
+def test_open_loop_commands_depend_on_the_start_state_only():
+    """Open loop, the pusher's commands are the same whatever the block does after the first step;
+    closed loop, they follow the block."""
+    rng = np.random.default_rng(0)
+    first = np.array([100.0, 100.0, 250.0, 250.0, 0.0])
+    later = [first.copy() for _ in range(60)]
+    moved = [np.r_[first[:2], rng.uniform(150, 350, 2), 0.0] for _ in range(60)]
+    for open_loop, same in ((True, True), (False, False)):
+        cfg = PlayConfig(open_loop=open_loop)
+        runs = []
+        for obs_seq in (later, moved):
+            pusher = PlayPusher(cfg, seed=3)
+            runs.append(np.array([pusher(first)] + [pusher(o) for o in obs_seq]))
+        assert np.array_equal(runs[0], runs[1]) == same
 
 
 def test_commands_move_at_most_the_top_speed_and_stay_inside():
@@ -38,7 +54,7 @@ def test_command_line_round_trip_and_corruption(tmp_path, capsys):
     out = tmp_path / "play.npz"
     main(["--episodes", "2", "--seed", "5", "--out", str(out)])
     data = load_play_data(str(out))
-    assert data["obs"].shape == (400, 5) and list(data["episode_ends"]) == [200, 400]
+    assert data["obs"].shape == (128, 5) and list(data["episode_ends"]) == [64, 128]
     bad = dict(data, obs=data["obs"][:-1])
     np.savez(tmp_path / "bad.npz", **bad)
     with pytest.raises(ValueError, match="inconsistent shapes"):
@@ -50,6 +66,6 @@ def test_command_line_round_trip_and_corruption(tmp_path, capsys):
 
 def test_shipped_play_data_is_intact():
     data = load_play_data(str(data_dir() / "pusht" / "play.npz"))
-    assert len(data["episode_ends"]) == 400 and len(data["obs"]) == 80_000
+    assert len(data["episode_ends"]) == 3000 and len(data["obs"]) == 192_000
     first = play_episode(int(data["episode_seeds"][0]))
-    assert np.allclose(first["obs"], data["obs"][:200], atol=1e-4), "the shipped file is not what the command makes"
+    assert np.allclose(first["obs"], data["obs"][:64], atol=1e-4), "the shipped file is not what the command makes"

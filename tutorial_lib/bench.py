@@ -96,7 +96,7 @@ def run_motivation(quick: bool = False, device=None) -> dict:
       dynamics model rolled out autoregressively and of the shipped sequence diffusion model, on
       200 held-out U-Maze windows of 128 steps given the same start state and actions
       (:func:`tutorial_lib.compounding.compounding_experiment`); ``compounding_pusht``: the same
-      on 200 windows of 64 steps from 20 held-out Push-T demonstrations (block position, pixels).
+      on 200 held-out 64-step episodes of open-loop Push-T play (block position, pixels).
     """
     from .imitation import ImitationConfig, multimodal_experiment
     from .offline_bandit import BanditConfig, offline_bandit_experiment

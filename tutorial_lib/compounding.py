@@ -19,10 +19,11 @@ same actions: position error ``|| pos_hat_k - pos_k ||`` against the horizon ``k
 
 * ``"maze"``: the U-Maze waypoint expert's stream (:mod:`tutorial_lib.envs.maze_data`), tested on
   a stream of another seed; the ball's position, in cells.
-* ``"pusht"``: random pushes of the T (:mod:`tutorial_lib.envs.pusht_play`, 400 episodes of 200
-  steps), tested on the last 20 episodes; the block's position, in pixels. Play data rather than
-  the demonstrations, which all end with the T on its goal: a sequence model trained on those
-  learns where episodes end, and would be scored partly on that prior.
+* ``"pusht"``: open-loop random pushes of the T (:mod:`tutorial_lib.envs.pusht_play`, 3000
+  episodes of 64 steps, one window each), tested on the last 200; the block's position, in
+  pixels. Not the demonstrations, which all end with the T on its goal (a sequence model would
+  learn where episodes end), and not pushes aimed at the current block, whose later actions tell
+  where the block went (a model given the whole action sequence would read the state off them).
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ STATE_DIMS = {"maze": 4, "pusht": 6}
 POSITION = {"maze": slice(0, 2), "pusht": slice(2, 4)}
 """The coordinates whose error is reported: the ball's position (cells), the block's position (pixels)."""
 PUSHT_PLAY = "pusht/play.npz"
-"""The Push-T data of the study: random pushes (:mod:`tutorial_lib.envs.pusht_play`), not the
-demonstrations, which all end with the T on its goal."""
+"""The Push-T data of the study: open-loop random pushes (:mod:`tutorial_lib.envs.pusht_play`)."""
 
 
 @dataclass(frozen=True)

@@ -377,12 +377,12 @@ RECIPES: dict[str, Recipe] = {
     "motivation-pusht-dynamics-mlp": _dynamics_recipe(
         "motivation-pusht-dynamics-mlp",
         "one-step dynamics model (MLP) of Push-T play (380 episodes of random pushes) (Chapter 2)",
-        dict(task="pusht", horizon=64, n_steps=100_000)),
+        dict(task="pusht", horizon=64, n_test_episodes=200, n_steps=100_000)),
     "motivation-pusht-sequence-diffusion": _sequence_recipe(
         "motivation-pusht-sequence-diffusion",
         "temporal U-Net diffusion of displacements over 64-step windows of Push-T play, actions and start "
         "inpainted (Chapter 2)",
-        dict(task="pusht", horizon=64, relative=True, n_steps=24_000, batch_size=64)),
+        dict(task="pusht", horizon=64, n_test_episodes=200, relative=True, n_steps=12_000, batch_size=64)),
     "pusht-diffusion-policy": _pusht_recipe(
         "pusht-diffusion-policy",
         "Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations (Chapter 3)",

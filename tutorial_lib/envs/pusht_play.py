@@ -13,13 +13,21 @@ side, then push through the centre to a point ``depth`` pixels past it (also dra
 block is hit from every side, at every offset the agent's path happens to make, and sometimes
 pushed into a wall; the agent may also brush the block on its way to the next approach point.
 
+Open loop (the default): every push aims at the block's centre *at the start of the episode*,
+not where the block is now. A pusher that aimed at the current block would write the block's
+position into its later actions, and a model given the whole action sequence, as the sequence
+model of the compounding study is, could read the state off the actions instead of predicting
+it. Open-loop actions depend on the start state alone, which both models are given; so the
+first push hits, and later ones hit or miss as the block has moved. Episodes are one window
+long (64 steps), so each window starts where its actions were decided.
+
 Saved as ``.npz`` (no pickle) with the demonstrations' layout (:mod:`tutorial_lib.envs.pusht_demos`):
 ``obs (N, 5)`` ``[agent_x, agent_y, block_x, block_y, block_angle]`` before each action,
 ``actions (N, 2)``, ``episode_ends (E,)``, ``episode_seeds (E,)``, ``seed``.
 
 Command line::
 
-    python -m tutorial_lib.envs.pusht_play --episodes 400 --seed 0 --out data/pusht/play.npz
+    python -m tutorial_lib.envs.pusht_play --episodes 3000 --seed 0 --out data/pusht/play.npz
 """
 
 from __future__ import annotations
@@ -41,12 +49,15 @@ MARGIN = 10.0
 @dataclass(frozen=True)
 class PlayConfig:
     """The random pusher: ``approach`` (px from the block's centre), ``depth`` and ``speed`` ranges
-    (px past the centre; px per control step, each drawn uniformly per push)."""
+    (px past the centre; px per control step, each drawn uniformly per push). ``open_loop``: every
+    push aims at where the block was at the start of the episode, so the actions depend on the
+    start state alone (see the module doc)."""
 
-    episode_steps: int = 200
+    episode_steps: int = 64
     approach: float = 90.0
     depth: tuple = (0.0, 60.0)
     speed: tuple = (8.0, 25.0)
+    open_loop: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "depth", tuple(self.depth))
@@ -78,9 +89,9 @@ class PlayPusher:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
         if self.command is None:
-            self.command = obs[:2].copy()
+            self.command, self.anchor = obs[:2].copy(), obs[2:4].copy()
         if not self.waypoints:
-            self._new_push(obs[2:4])
+            self._new_push(self.anchor if self.cfg.open_loop else obs[2:4])
         step = np.clip(self.waypoints[0], MARGIN, WORKSPACE_SIZE - MARGIN) - self.command
         dist = float(np.linalg.norm(step))
         if dist <= self.speed:
@@ -107,7 +118,7 @@ def play_episode(env_seed: int, cfg: PlayConfig = PlayConfig()) -> dict:
     return {"obs": np.array(observations, np.float32), "actions": np.array(actions, np.float32)}
 
 
-def generate_play_data(n_episodes: int = 400, seed: int = 0, cfg: PlayConfig = PlayConfig()) -> dict:
+def generate_play_data(n_episodes: int = 3000, seed: int = 0, cfg: PlayConfig = PlayConfig()) -> dict:
     """``n_episodes`` of play, reset seeds drawn from ``default_rng(seed)`` (deterministic)."""
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
@@ -137,7 +148,7 @@ def load_play_data(path: str) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tutorial_lib.envs.pusht_play", description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=400)
+    parser.add_argument("--episodes", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
