@@ -75,9 +75,10 @@ class PlayPusher:
 
     def __init__(self, cfg: PlayConfig, seed: int):
         self.cfg, self.rng = cfg, np.random.default_rng(seed)
-        self.command: np.ndarray | None = None
+        self.command: np.ndarray | None = None     # the commanded position, set on the first call
+        self.anchor: np.ndarray | None = None      # the block's position on the first call (open loop)
         self.waypoints: list[np.ndarray] = []
-        self.speed = cfg.speed[0]
+        self.speed = 0.0                           # drawn with each push
 
     def _new_push(self, block_xy: np.ndarray) -> None:
         phi = self.rng.uniform(-np.pi, np.pi)
@@ -107,7 +108,6 @@ def play_episode(env_seed: int, cfg: PlayConfig = PlayConfig()) -> dict:
     ``{"obs": (T, 5), "actions": (T, 2)}``, ``T = cfg.episode_steps``. Goal and success are ignored."""
     env = PushTEnv()
     obs, _ = env.reset(seed=int(env_seed))
-    env.max_episode_steps = cfg.episode_steps
     pusher = PlayPusher(cfg, seed=int(env_seed))
     observations, actions = [], []
     for _ in range(cfg.episode_steps):
