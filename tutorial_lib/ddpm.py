@@ -165,35 +165,46 @@ class GaussianDiffusion:
             return mean
         return mean + var.sqrt() * torch.randn(x_t.shape, generator=generator, device=x_t.device)
 
+    def _check_t_start(self, t_start: int) -> int:
+        if not 0 <= int(t_start) < self.n_diffusion_steps:
+            raise ValueError(f"t_start must be a diffusion step in [0, {self.n_diffusion_steps - 1}], got {t_start}")
+        return int(t_start)
+
     @torch.no_grad()
     def p_sample_loop(self, model: Denoiser, shape: tuple, generator: torch.Generator | None = None,
                       x_T: torch.Tensor | None = None, return_trajectory: bool = False,
-                      condition: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                      condition: Callable[[torch.Tensor], torch.Tensor] | None = None, t_start: int | None = None):
         """DDPM sampling (Ho et al., Algorithm 2): ``x_T ~ N(0, I)``, then T ancestral steps.
 
         ``condition``, if given, is applied to ``x_T`` and after every step (inpainting of known
         entries, as Diffuser does: ``x <- condition(x)``).
-        Returns ``(B, ...)`` samples, or ``(T + 1, B, ...)`` from ``x_T`` to ``x_0`` with
-        ``return_trajectory``.
+        ``t_start`` starts part-way: ``x_T`` is then a sample at step ``t_start`` (e.g. an old sample
+        noised by ``q_sample``; a warm start) and only the steps ``t_start, ..., 0`` are run.
+        Returns ``(B, ...)`` samples, or ``(n + 1, B, ...)`` from ``x_T`` to ``x_0`` with
+        ``return_trajectory`` (``n`` steps run).
         """
+        first = self.n_diffusion_steps - 1 if t_start is None else self._check_t_start(t_start)
+        if t_start is not None and x_T is None:
+            raise ValueError("a warm start (t_start) needs x_T, the sample at step t_start")
         cond = condition if condition is not None else (lambda x: x)
         x = cond(torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T)
         traj = [x]
-        for t in reversed(range(self.n_diffusion_steps)):
+        for t in reversed(range(first + 1)):
             x = cond(self.p_sample(model, x, t, generator))
             if return_trajectory:
                 traj.append(x)
         return torch.stack(traj) if return_trajectory else x
 
-    def ddim_timesteps(self, n_steps: int, spacing: str = "uniform") -> list[int]:
-        """``n_steps`` distinct steps from ``T - 1`` downwards, in sampling order.
+    def ddim_timesteps(self, n_steps: int, spacing: str = "uniform", t_start: int | None = None) -> list[int]:
+        """``n_steps`` distinct steps from ``T - 1`` (or ``t_start``) downwards, in sampling order.
 
         ``"uniform"``: evenly spaced, ending at ``T - 1`` ("trailing"), e.g. T = 1000, 10 steps:
         999, 899, ..., 99. ``"quadratic"``: ``t_k = T (k / S)^2 - 1``, denser at low noise where the
         fine structure of the data is decided (the DDIM paper's "quadratic" selection), e.g.
         999, 809, 639, 489, 359, 249, 159, 89, 39, 9. With ``n_steps = T`` both visit every step.
+        ``t_start`` (a warm start, see ``ddim_sample_loop``) puts the same pattern on ``0..t_start``.
         """
-        T = self.n_diffusion_steps
+        T = self.n_diffusion_steps if t_start is None else self._check_t_start(t_start) + 1
         if not 1 <= n_steps <= T:
             raise ValueError(f"n_steps must be in [1, {T}], got {n_steps}")
         if spacing == "uniform":
@@ -210,7 +221,8 @@ class GaussianDiffusion:
     def ddim_sample_loop(self, model: Denoiser, shape: tuple, n_steps: int, eta: float = 0.0,
                          generator: torch.Generator | None = None, x_T: torch.Tensor | None = None,
                          return_trajectory: bool = False, spacing: str = "uniform",
-                         condition: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                         condition: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                         t_start: int | None = None):
         """DDIM sampling (Song, Meng & Ermon 2021, eq. 12) on a subsequence of ``n_steps`` steps.
 
         With ``s`` the next (smaller) step, ``bar-alpha_{-1} = 1``::
@@ -220,12 +232,15 @@ class GaussianDiffusion:
 
         ``eta = 0`` is deterministic; ``eta = 1`` with every step is exactly DDPM. ``spacing``
         chooses the subsequence (:meth:`ddim_timesteps`). ``condition``, if given, is applied to
-        ``x_T`` and after every step, as in ``p_sample_loop``.
+        ``x_T`` and after every step, as in ``p_sample_loop``. ``t_start`` starts part-way (a warm
+        start): ``x_T`` is a sample at step ``t_start`` and the ``n_steps`` steps span ``t_start..0``.
         Returns ``(B, ...)``, or ``(n_steps + 1, B, ...)`` with ``return_trajectory``.
         """
+        if t_start is not None and x_T is None:
+            raise ValueError("a warm start (t_start) needs x_T, the sample at step t_start")
         cond = condition if condition is not None else (lambda x: x)
         x = cond(torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T)
-        steps = self.ddim_timesteps(n_steps, spacing)
+        steps = self.ddim_timesteps(n_steps, spacing, t_start)
         traj = [x]
         for i, t in enumerate(steps):
             s = steps[i + 1] if i + 1 < len(steps) else -1

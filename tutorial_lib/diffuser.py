@@ -170,12 +170,15 @@ def diffuser_loss(model, diffusion: GaussianDiffusion, x0: torch.Tensor, generat
 @torch.no_grad()
 def sample_plans(model, diffusion: GaussianDiffusion, conditions: dict, shape: tuple,
                  ddim_steps: int | None = None, eta: float = 0.0, generator: torch.Generator | None = None,
-                 action_dim: int = ACTION_DIM, return_trajectory: bool = False) -> torch.Tensor:
+                 action_dim: int = ACTION_DIM, return_trajectory: bool = False,
+                 x_start: torch.Tensor | None = None, t_start: int | None = None) -> torch.Tensor:
     """Sample trajectories ``(B, H, D)`` (normalised) with the conditions inpainted at every step.
 
     ``ddim_steps=None`` runs DDPM through all ``n_diffusion_steps`` (as Diffuser does); an int runs DDIM
     (``eta``) on that many steps. With ``return_trajectory`` returns every intermediate ``x``,
     ``(n_steps + 1, B, H, D)``, from the conditioned noise to the plan.
+    A warm start (Janner et al. 2022, §5.4) gives ``x_start: (B, H, D)``, a sample at diffusion step
+    ``t_start`` (an earlier plan noised with ``q_sample``); the reverse process then runs from there.
     """
     def condition(x):
         return apply_conditioning(x, conditions, action_dim)
@@ -184,9 +187,9 @@ def sample_plans(model, diffusion: GaussianDiffusion, conditions: dict, shape: t
     net = with_mask(model, conditions, tuple(shape), action_dim, device)
     if ddim_steps is None:
         return diffusion.p_sample_loop(net, shape, generator, return_trajectory=return_trajectory,
-                                       condition=condition)
-    return diffusion.ddim_sample_loop(net, shape, ddim_steps, eta=eta, generator=generator,
-                                      return_trajectory=return_trajectory, condition=condition)
+                                       condition=condition, x_T=x_start, t_start=t_start)
+    return diffusion.ddim_sample_loop(net, shape, ddim_steps, eta=eta, generator=generator, x_T=x_start,
+                                      return_trajectory=return_trajectory, condition=condition, t_start=t_start)
 
 
 @dataclass
@@ -228,12 +231,30 @@ class DiffuserPlanner:
     always take all ``H`` steps, so such a planner chases a goal that keeps receding. With
     ``"earliest"`` every replan searches the arrival afresh over the full horizon.
 
+    Warm start (``warm_start``, Janner et al. 2022, §5.4). A replan need not start from noise: the
+    plan being followed, shifted by the points already executed (and padded with its last point),
+    is a good guess. It is noised to the diffusion step ``t_w = warm_start * T`` with ``q(x_t | x_0)``
+    and denoised from there, with the same share of the DDIM steps (at least one), so a replan costs
+    about ``warm_start`` of a plan. The start is inpainted as usual and the goal is pinned where the
+    followed plan arrives (shifted), so the deadline is kept and no arrival search is made. A replan
+    made past that arrival starts cold. With or without a warm start, no replan is made once the
+    followed plan has arrived and the ball is in the goal disc (``holding``): the reference is then
+    the goal at rest, and a new plan from the goal to itself could only wander.
+
     Tracking. The planned states are followed with a PD law, as Diffuser's maze2d script does: at
     step ``j`` after planning, the reference ``r`` is the plan at time ``j + lookahead`` (Diffuser:
     ``lookahead = 1``; interpolated linearly between points when ``stride > 1``), or the arrival
     state at rest past the arrival,
 
         a = k_p (r_pos - pos) + k_d (r_vel - vel),   clipped to [-1, 1].
+
+    That reference runs on the plan's clock: a ball held up at a wall corner falls behind it, the
+    reference moves on around the corner, and the PD law pulls the ball into the corner, where it
+    can stay. ``tracking="progress"`` indexes the plan by where the ball is instead (pure pursuit):
+    the plan point the ball has reached is the nearest one to it, searched forward from the last
+    one reached (at most ``2 * lookahead`` steps ahead, never back), and the reference is
+    ``lookahead`` steps past it. A ball that stops stops its reference; ``replan_stalled`` then
+    makes a new plan from where it is after that many steps without progress.
 
     Args:
         model: the trained denoiser ``f(x, t)`` (e.g. ``TemporalUnet``), in eval mode.
@@ -254,13 +275,19 @@ class DiffuserPlanner:
         via: ``{k: (x, y)}``, positions every plan must pass at plan index ``k`` (inpainted, velocity
             free; a model trained with ``random_conditions`` has seen such pins). Used by the first
             plan for a goal only: a replan starts over at index 0.
+        warm_start: ``None`` (replans start from noise) or the share of the diffusion, in ``(0, 1]``,
+            that a replan re-runs from the followed plan (above).
+        tracking: ``"time"`` (the plan's clock, Diffuser's) or ``"progress"`` (the nearest plan point).
+        replan_stalled: with ``tracking="progress"``, plan anew after this many steps without
+            progress (``None``: never).
     """
 
     def __init__(self, model, diffusion: GaussianDiffusion, normalizer: LimitsNormalizer, horizon: int,
                  n_samples: int = 1, ddim_steps: int | None = None, replan_every: int | None = None,
                  kp: float = 1.0, kd: float = 1.0, control: str = "pd", seed: int = 0, device=None,
                  min_replan_horizon: int | None = None, stride: int = 1, arrival: str = "end",
-                 n_arrivals: int = 8, speed_slack: float = 2.0, lookahead: int = 1, via: dict | None = None):
+                 n_arrivals: int = 8, speed_slack: float = 2.0, lookahead: int = 1, via: dict | None = None,
+                 warm_start: float | None = None, tracking: str = "time", replan_stalled: int | None = None):
         if control not in ("pd", "actions"):
             raise ValueError(f"control must be 'pd' (track the planned states) or 'actions', got {control!r}")
         if control == "actions" and stride != 1:
@@ -284,10 +311,22 @@ class DiffuserPlanner:
         if int(lookahead) < 1:
             raise ValueError(f"lookahead must be >= 1 step, got {lookahead}")
         self.lookahead = int(lookahead)
+        if warm_start is not None and not 0.0 < float(warm_start) <= 1.0:
+            raise ValueError(f"warm_start must be None or a share of the diffusion in (0, 1], got {warm_start}")
+        self.warm_start = None if warm_start is None else float(warm_start)
+        if tracking not in ("time", "progress"):
+            raise ValueError(f"tracking must be 'time' (the plan's clock) or 'progress' (the nearest plan point), "
+                             f"got {tracking!r}")
+        self.tracking = tracking
+        if replan_stalled is not None and (tracking != "progress" or int(replan_stalled) < 1):
+            raise ValueError(f"replan_stalled (steps without progress before a new plan) needs tracking='progress' "
+                             f"and >= 1, got {replan_stalled} with tracking={tracking!r}")
+        self.replan_stalled = None if replan_stalled is None else int(replan_stalled)
         self.min_replan_horizon = self.horizon // 4 if min_replan_horizon is None else int(min_replan_horizon)
         vel_lo, vel_hi = normalizer.lo[ACTION_DIM + 2:].numpy(), normalizer.hi[ACTION_DIM + 2:].numpy()
         self.max_speed = np.maximum(np.abs(vel_lo), np.abs(vel_hi)).astype(np.float64)   # (2,) per axis
         self.seed, self.via = seed, via
+        self.denoiser_evals = 0   # network evaluations of one plan, summed over plans (kept by reset)
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
@@ -296,8 +335,12 @@ class DiffuserPlanner:
         self.plan_result: Plan | None = None
         self.goal: np.ndarray | None = None
         self.k = 0          # steps taken since the current plan was made
+        self.progress = 0   # with tracking="progress": the plan point the ball has reached
+        self.stalled = 0    # steps since the progress last moved
         self.t_goal = 0     # steps taken since the current goal was set
         self.n_plans = 0
+        self.n_warm = 0     # replans that started from the followed plan
+        self.n_stalled = 0  # replans made because the ball stopped making progress
 
     def arrival_indices(self, horizon: int) -> np.ndarray:
         """The candidate arrival indices of ``arrival="earliest"``: ``n_arrivals`` evenly up to ``H - 1``."""
@@ -378,7 +421,44 @@ class DiffuserPlanner:
                                                   self.via if via is None else via)
         x = sample_plans(self.model, self.diffusion, conditions, (B, horizon, TRANSITION_DIM),
                          ddim_steps=self.ddim_steps, generator=self.generator)
+        self.denoiser_evals += B * (self.ddim_steps or self.diffusion.n_diffusion_steps)
         return self._to_plan(x, arrival)
+
+    def warm_plan(self, state, goal) -> Plan | None:
+        """A replan from the followed plan, ``self.k`` steps into it (see the class); ``None`` when it
+        would start at or past that plan's arrival (or there is no plan to start from)."""
+        old = self.plan_result
+        if old is None or self.warm_start is None:
+            return None
+        state, goal_state = self._request(state, goal)
+        shift = int(round(self.k / self.stride)) if self.tracking == "time" else self.progress
+        arrival = int(old.arrival[old.chosen]) - shift
+        horizon = self.replan_horizon()
+        if arrival < 1:
+            return None
+        arrival = min(arrival, horizon - 1)
+        x_old = np.concatenate([old.actions[old.chosen], old.observations[old.chosen]], -1)[shift:]  # (H - shift, 6)
+        x_old = np.concatenate([x_old, np.repeat(x_old[-1:], max(0, horizon - len(x_old)), 0)])[:horizon]
+        x0 = torch.as_tensor(self.normalizer.normalize(x_old.astype(np.float32)), device=self.device)
+        x0 = x0.expand(self.n_samples, horizon, TRANSITION_DIM)
+        norm = self.obs_normalizer.normalize
+        goal_value = torch.as_tensor(norm(goal_state), device=self.device)
+        if self.arrival == "earliest":   # the position only, as the first plan pinned it
+            goal_value = torch.cat([goal_value[:2], torch.full((2,), float("nan"), device=self.device)])
+        conditions = {0: torch.as_tensor(norm(state), device=self.device), arrival: goal_value}
+        T = self.diffusion.n_diffusion_steps
+        t_w = max(int(round(self.warm_start * T)) - 1, 0)
+        t = torch.full((self.n_samples,), t_w, device=self.device, dtype=torch.long)
+        x_t = self.diffusion.q_sample(x0, t, generator=self.generator)
+        steps = None if self.ddim_steps is None else max(1, int(round(self.warm_start * self.ddim_steps)))
+        x = sample_plans(self.model, self.diffusion, conditions, (self.n_samples, horizon, TRANSITION_DIM),
+                         ddim_steps=steps, generator=self.generator, x_start=x_t, t_start=t_w)
+        self.n_warm += 1
+        self.denoiser_evals += self.n_samples * (steps or t_w + 1)
+        x = self.normalizer.unnormalize(x.float().cpu()).numpy()
+        self.n_plans += 1
+        return Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM],
+                    arrival=np.full(self.n_samples, arrival), chosen=0)
 
     def denoising_trajectory(self, state, goal, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every intermediate sample of one ``plan`` call: ``(n_steps + 1, B, H, 4)`` observations, raw units,
@@ -418,20 +498,48 @@ class DiffuserPlanner:
         i, frac = int(tau), tau - int(tau)
         return (1 - frac) * seq[i] + frac * seq[i + 1]
 
+    def _progress(self, obs) -> int:
+        """``tracking="progress"``: the nearest point of the followed plan to ``obs``, searched from the
+        last one reached up to ``2 * lookahead`` steps ahead of it (never backwards)."""
+        plan = self.plan_result
+        seq, end = plan.observations[plan.chosen], int(plan.arrival[plan.chosen])
+        if self.k == 0:
+            self.progress = 0
+        hi = min(end, self.progress + max(1, -(-2 * self.lookahead // self.stride)))
+        d = np.linalg.norm(seq[self.progress:hi + 1, :2] - np.asarray(obs)[:2], axis=-1)
+        step = int(np.argmin(d))
+        self.progress += step
+        self.stalled = 0 if step > 0 or self.k == 0 else self.stalled + 1
+        return self.progress
+
+    def holding(self, obs) -> bool:
+        """Whether the followed plan has arrived and the ball is in the goal disc: no replan is due then."""
+        from .envs.maze import GOAL_RADIUS
+
+        plan = self.plan_result
+        done = self.k + self.lookahead if self.tracking == "time" else self.progress * self.stride + self.lookahead
+        past = done / self.stride >= int(plan.arrival[plan.chosen])
+        return bool(past and np.linalg.norm(np.asarray(obs)[:2] - self.goal[:2]) <= GOAL_RADIUS)
+
     def __call__(self, obs, goal) -> np.ndarray:
         """``obs: (4,)``, ``goal: (2,)``  ->  ``action: (2,) float32`` in ``[-1, 1]``; plans when due (see the class)."""
         obs = np.asarray(obs, dtype=np.float64).reshape(-1)
         goal = np.asarray(goal, dtype=np.float64).reshape(-1)
         if self.plan_result is None or self.goal is None or not np.array_equal(goal, self.goal):
             self.plan_result, self.goal, self.k, self.t_goal = self.plan(obs, goal), goal.copy(), 0, 0
-        elif self.replan_every is not None and self.k >= self.replan_every:
-            self.plan_result, self.k = self.plan(obs, goal, self.replan_horizon(), via={}), 0
+        elif self.replan_every is not None and self.k >= self.replan_every and not self.holding(obs):
+            warm = self.warm_plan(obs, goal)
+            self.plan_result = warm if warm is not None else self.plan(obs, goal, self.replan_horizon(), via={})
+            self.k = 0
+        elif self.replan_stalled is not None and self.stalled >= self.replan_stalled and not self.holding(obs):
+            self.plan_result, self.k, self.stalled = self.plan(obs, goal, self.replan_horizon(), via={}), 0, 0
+            self.n_stalled += 1
         self.t_goal += 1
         if self.control == "actions":
             actions = self.plan_result.actions[self.plan_result.chosen]
             action = actions[self.k] if self.k < len(actions) else np.zeros(2)
         else:
-            r = self.reference(self.k)
+            r = self.reference(self.k if self.tracking == "time" else self._progress(obs) * self.stride)
             action = self.kp * (r[:2] - obs[:2]) + self.kd * (r[2:] - obs[2:])
         self.k += 1
         return np.clip(action, -1.0, 1.0).astype(np.float32)

@@ -243,7 +243,9 @@ def load_cfg(name: str = "maze-umaze-cfg", path=None, device=None):
 
 # ----------------------------------------------------------------------------- measuring the three
 GUIDED = dict(kp=10.0, kd=1.0, lookahead=8)
-"""Tracking settings of the conditioning experiments (the book's planner's, ``maze_eval.PLANNER``)."""
+"""Tracking settings of the guidance and classifier-free experiments: the PD law on the plan's clock,
+8 steps ahead (``DiffuserPlanner``), under which they were set up; the inpainting experiment uses
+the book's planner (``maze_eval.PLANNER``)."""
 
 
 def _pairs_near(cells, n_pairs: int, seed: int) -> np.ndarray:
