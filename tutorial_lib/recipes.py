@@ -332,7 +332,7 @@ RECIPES: dict[str, Recipe] = {
         dict(layout="umaze", horizon=32, **_CPU_DIFFUSER)),
     "maze-medium-diffuser": _diffuser_recipe(
         "maze-medium-diffuser", "Diffuser on Medium: 64 points at stride 4 (256 steps), T 64, width 16 (Diffuser chapter)",
-        dict(layout="medium", n_transitions=2_000_000, horizon=64, **_CPU_DIFFUSER)),
+        dict(layout="medium", n_transitions=2_000_000, horizon=64, **{**_CPU_DIFFUSER, "n_steps": 90_000})),
     "maze-large-diffuser": _diffuser_recipe(
         "maze-large-diffuser", "Diffuser on Large: 96 points at stride 4 (384 steps), T 64, width 16 (Diffuser chapter)",
         dict(layout="large", n_transitions=4_000_000, horizon=96, **{**_CPU_DIFFUSER, "n_steps": 30_000})),
