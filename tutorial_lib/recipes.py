@@ -335,7 +335,7 @@ RECIPES: dict[str, Recipe] = {
         dict(layout="medium", n_transitions=2_000_000, horizon=64, **{**_CPU_DIFFUSER, "n_steps": 90_000})),
     "maze-large-diffuser": _diffuser_recipe(
         "maze-large-diffuser", "Diffuser on Large: 96 points at stride 4 (384 steps), T 64, width 16 (Diffuser chapter)",
-        dict(layout="large", n_transitions=4_000_000, horizon=96, **{**_CPU_DIFFUSER, "n_steps": 30_000})),
+        dict(layout="large", n_transitions=4_000_000, horizon=96, **{**_CPU_DIFFUSER, "n_steps": 70_000})),
     "maze-medium-value": Recipe(
         name="maze-medium-value", config_cls=MazeValueConfig,
         description="value network J(tau_t, t) of the bonus return on noisy Medium windows, for guidance (Diffuser chapter)",
