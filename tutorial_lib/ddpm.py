@@ -170,6 +170,15 @@ class GaussianDiffusion:
             raise ValueError(f"t_start must be a diffusion step in [0, {self.n_diffusion_steps - 1}], got {t_start}")
         return int(t_start)
 
+    def _initial_sample(self, shape: tuple, generator, x_T, t_start, cond) -> torch.Tensor:
+        """The reverse process's first sample, conditioned: ``N(0, I)`` noise, or ``x_T`` (which a warm
+        start at ``t_start`` requires)."""
+        if t_start is not None:
+            self._check_t_start(t_start)
+            if x_T is None:
+                raise ValueError("a warm start (t_start) needs x_T, the sample at step t_start")
+        return cond(torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T)
+
     @torch.no_grad()
     def p_sample_loop(self, model: Denoiser, shape: tuple, generator: torch.Generator | None = None,
                       x_T: torch.Tensor | None = None, return_trajectory: bool = False,
@@ -183,13 +192,10 @@ class GaussianDiffusion:
         Returns ``(B, ...)`` samples, or ``(n + 1, B, ...)`` from ``x_T`` to ``x_0`` with
         ``return_trajectory`` (``n`` steps run).
         """
-        first = self.n_diffusion_steps - 1 if t_start is None else self._check_t_start(t_start)
-        if t_start is not None and x_T is None:
-            raise ValueError("a warm start (t_start) needs x_T, the sample at step t_start")
         cond = condition if condition is not None else (lambda x: x)
-        x = cond(torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T)
+        x = self._initial_sample(shape, generator, x_T, t_start, cond)
         traj = [x]
-        for t in reversed(range(first + 1)):
+        for t in reversed(range(self.n_diffusion_steps if t_start is None else t_start + 1)):
             x = cond(self.p_sample(model, x, t, generator))
             if return_trajectory:
                 traj.append(x)
@@ -236,10 +242,8 @@ class GaussianDiffusion:
         start): ``x_T`` is a sample at step ``t_start`` and the ``n_steps`` steps span ``t_start..0``.
         Returns ``(B, ...)``, or ``(n_steps + 1, B, ...)`` with ``return_trajectory``.
         """
-        if t_start is not None and x_T is None:
-            raise ValueError("a warm start (t_start) needs x_T, the sample at step t_start")
         cond = condition if condition is not None else (lambda x: x)
-        x = cond(torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T)
+        x = self._initial_sample(shape, generator, x_T, t_start, cond)
         steps = self.ddim_timesteps(n_steps, spacing, t_start)
         traj = [x]
         for i, t in enumerate(steps):

@@ -387,12 +387,13 @@ class DiffuserPlanner:
             conditions[int(k)] = value
         return conditions, arrival, B
 
-    def _to_plan(self, x: torch.Tensor, arrival: np.ndarray) -> Plan:
-        """Sampled windows ``(B, H, 6)`` (normalised) as a ``Plan`` in raw units, its plan chosen."""
+    def _to_plan(self, x: torch.Tensor, arrival: np.ndarray, search: bool = True) -> Plan:
+        """Sampled windows ``(B, H, 6)`` (normalised) as a ``Plan`` in raw units, its plan chosen
+        (the earliest feasible with ``arrival="earliest"`` and ``search``, else the first)."""
         x = self.normalizer.unnormalize(x.float().cpu()).numpy()
         self.n_plans += 1
         plan = Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM], arrival=arrival)
-        if self.arrival == "earliest":
+        if self.arrival == "earliest" and search:
             ok = np.flatnonzero(self.feasible(plan.observations, arrival))
             plan.chosen = int(ok[0]) if len(ok) else len(arrival) - 1
         return plan
@@ -455,10 +456,7 @@ class DiffuserPlanner:
                          ddim_steps=steps, generator=self.generator, x_start=x_t, t_start=t_w)
         self.n_warm += 1
         self.denoiser_evals += self.n_samples * (steps or t_w + 1)
-        x = self.normalizer.unnormalize(x.float().cpu()).numpy()
-        self.n_plans += 1
-        return Plan(observations=x[..., ACTION_DIM:], actions=x[..., :ACTION_DIM],
-                    arrival=np.full(self.n_samples, arrival), chosen=0)
+        return self._to_plan(x, np.full(self.n_samples, arrival), search=False)
 
     def denoising_trajectory(self, state, goal, horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every intermediate sample of one ``plan`` call: ``(n_steps + 1, B, H, 4)`` observations, raw units,

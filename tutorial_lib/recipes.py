@@ -376,7 +376,7 @@ RECIPES: dict[str, Recipe] = {
         "temporal U-Net diffusion over 128-step U-Maze windows, actions and start inpainted (Chapter 2)", {}),
     "motivation-pusht-dynamics-mlp": _dynamics_recipe(
         "motivation-pusht-dynamics-mlp",
-        "one-step dynamics model (MLP) of Push-T play (380 episodes of random pushes) (Chapter 2)",
+        "one-step dynamics model (MLP) of Push-T play (2800 open-loop episodes of random pushes) (Chapter 2)",
         dict(task="pusht", horizon=64, n_test_episodes=200, n_steps=100_000)),
     "motivation-pusht-sequence-diffusion": _sequence_recipe(
         "motivation-pusht-sequence-diffusion",
