@@ -31,6 +31,20 @@ def test_shipped_demonstrations_give_clean_windows():
     assert data.obs.abs().max() <= 1 + 1e-5 and data.actions.abs().max() <= 1 + 1e-5
     assert data.n_episodes >= 200 * 0.9 and n > 10_000
     assert data.flat().shape == (n, cfg.n_obs_steps * OBS_DIM + cfg.horizon * ACTION_DIM)
+    assert not data.mirrored.any()
+
+
+def test_mirror_doubles_the_windows_with_reflected_copies():
+    plain = pusht_data(PushTPolicyConfig())
+    both = pusht_data(PushTPolicyConfig(mirror=True))
+    n = len(plain.obs)
+    assert len(both.obs) == 2 * n and both.n_episodes == 2 * plain.n_episodes
+    assert not both.mirrored[:n].any() and both.mirrored[n:].all()
+    assert torch.equal(both.step[:n], both.step[n:]) and torch.equal(both.episode[:n], both.episode[n:])
+    # back in pixels, a reflected window holds the reflected actions of its original
+    a = both.action_normalizer.unnormalize(both.actions[[0, n]])
+    np.testing.assert_allclose(a[1].numpy(), 512.0 - a[0].numpy()[:, ::-1], atol=1e-3)
+    assert both.obs.abs().max() <= 1 + 1e-5 and both.actions.abs().max() <= 1 + 1e-5
 
 
 def test_config_checks():

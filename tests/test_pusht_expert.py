@@ -5,11 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from tutorial_lib.envs.pusht import GOAL_POSE, PushTEnv
+from tutorial_lib.envs.pusht import GOAL_POSE, PushTEnv, make_sim_state, simulate
 from tutorial_lib.envs.pusht_demos import (
     check_demonstrations,
     load_demonstrations,
     main,
+    mirror_actions,
+    mirror_demonstrations,
+    mirror_states,
     pack_episodes,
     save_demonstrations,
     state_to_keypoints_obs,
@@ -144,3 +147,43 @@ def test_command_line_writes_a_valid_file(tmp_path, capsys, monkeypatch):
     main(["--episodes", "1", "--seed", "3", "--workers", "1", "--out", str(out)])
     data = load_demonstrations(str(out))
     assert len(data["episode_ends"]) == 1 and "success rate" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ the mirror symmetry
+def test_mirror_fixes_the_goal_keeps_coverage_and_is_an_involution():
+    goal_state = np.array([100.0, 300.0, *GOAL_POSE])
+    np.testing.assert_allclose(mirror_states(goal_state)[2:], GOAL_POSE, atol=1e-12)
+    np.testing.assert_allclose(mirror_states(goal_state)[:2], [212.0, 412.0])
+    rng = np.random.default_rng(0)
+    states = np.column_stack([rng.uniform(0, 512, (50, 4)), rng.uniform(0, 2 * math.pi, 50)])
+    twice = mirror_states(mirror_states(states))
+    np.testing.assert_allclose(twice[:, :4], states[:, :4], atol=1e-9)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (twice[:, 4] - states[:, 4]))), 0, atol=1e-9)
+    poses = np.column_stack([rng.uniform(180, 330, (50, 2)), rng.uniform(-math.pi, math.pi, 50)])
+    for state in np.column_stack([states[:, :2], poses]):
+        assert coverage(mirror_states(state)[2:], GOAL_POSE) == pytest.approx(coverage(state[2:], GOAL_POSE), abs=1e-9)
+    # the T is its own mirror image: the keypoint set is reflected, not just the pose
+    kp = state_to_keypoints_obs(states[:1])[0, :18].reshape(9, 2)
+    kp_m = state_to_keypoints_obs(mirror_states(states[:1]))[0, :18].reshape(9, 2)
+    np.testing.assert_allclose(np.sort(mirror_actions(kp), axis=0), np.sort(kp_m, axis=0), atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 5\)"):
+        mirror_states(np.zeros((3, 4)))
+
+
+def test_physics_commutes_with_the_mirror(easy_episode):
+    """Reflected actions from the reflected start reproduce the reflected episode."""
+    state, mirrored = make_sim_state(EASY_STATE), make_sim_state(mirror_states(np.array(EASY_STATE)))
+    for action in easy_episode["actions"][:40]:
+        state, mirrored = simulate(state, action), simulate(mirrored, mirror_actions(action))
+        obs = np.array([*state[0:2], *state[4:7]])
+        np.testing.assert_allclose(mirror_states(obs)[:4], mirrored[[0, 1, 4, 5]], atol=1e-6)
+        assert coverage(mirrored[4:7], GOAL_POSE) == pytest.approx(coverage(state[4:7], GOAL_POSE), abs=1e-6)
+
+
+def test_mirrored_demonstrations_are_valid(easy_episode):
+    data = pack_episodes([easy_episode], seeds=[7], seed=0)
+    flipped = mirror_demonstrations(data)
+    check_demonstrations(flipped)
+    np.testing.assert_array_equal(flipped["coverage"], data["coverage"])
+    assert not np.allclose(flipped["obs"], data["obs"])
+    np.testing.assert_allclose(mirror_actions(flipped["actions"]), data["actions"], atol=1e-4)

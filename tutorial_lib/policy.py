@@ -34,7 +34,7 @@ from torch import nn
 from .assets import data_dir
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .envs.pusht import PushTEnv
-from .envs.pusht_demos import load_demonstrations, state_to_keypoints_obs
+from .envs.pusht_demos import load_demonstrations, mirror_demonstrations, state_to_keypoints_obs
 from .nets.conditional_unet import ConditionalUnet1D
 from .nets.mlp import mlp
 from .trajectories import LimitsNormalizer
@@ -53,10 +53,13 @@ class PushTPolicyConfig:
     """Data, network and optimisation of the Push-T policies (both recipes share it).
 
     The diffusion policy uses ``widths``, ``time_dim``, ``n_diffusion_steps``; behaviour cloning
-    uses ``hidden`` and ``depth``. Both read the same windows.
+    uses ``hidden`` and ``depth``. Both read the same windows. ``mirror`` adds the mirror image
+    of every demonstration (``tutorial_lib.envs.pusht_demos.mirror_demonstrations``), doubling
+    the data.
     """
 
     demos: str = "pusht/demos.npz"
+    mirror: bool = False
     n_obs_steps: int = 2
     horizon: int = 16
     n_action_steps: int = 8
@@ -123,7 +126,8 @@ class PushTData:
     """Normalized training windows: ``obs (N, To, 20)`` and ``actions (N, H, 2)`` in [-1, 1].
 
     Window ``i`` is centred on step ``step[i]`` of the demonstration file (its current
-    observation is ``demos["obs"][step[i]]``), which belongs to episode ``episode[i]``.
+    observation is ``demos["obs"][step[i]]``, reflected by ``mirror_states`` where
+    ``mirrored[i]``), which belongs to episode ``episode[i]``.
     """
 
     obs: torch.Tensor
@@ -133,6 +137,7 @@ class PushTData:
     n_episodes: int
     step: torch.Tensor
     episode: torch.Tensor
+    mirrored: torch.Tensor
 
     def flat(self) -> torch.Tensor:
         """``(N, To * 20 + H * 2)``: one row per window, for the generic training loop."""
@@ -140,24 +145,31 @@ class PushTData:
 
 
 def pusht_data(cfg: PushTPolicyConfig) -> PushTData:
-    """Load the demonstrations of ``cfg``, keep the successful episodes, and window them."""
+    """Load the demonstrations of ``cfg``, keep the successful episodes (and their mirror images
+    if ``cfg.mirror``), and window them."""
     demos = load_demonstrations(str(data_dir() / cfg.demos))
     ends = demos["episode_ends"]
     starts = np.concatenate([[0], ends[:-1]])
     keep = demos["episode_success"] if cfg.successful_only else np.ones(len(ends), bool)
-    obs_all = state_to_keypoints_obs(demos["obs"])
     kept = [(s, e, i) for i, (s, e, k) in enumerate(zip(starts, ends, keep)) if k]
-    pieces_o = [obs_all[s:e] for s, e, _ in kept]
-    pieces_a = [demos["actions"][s:e] for s, e, _ in kept]
+    sets = [(demos, False)] + ([(mirror_demonstrations(demos), True)] if cfg.mirror else [])
+    pieces_o, pieces_a, step, episode, mirrored = [], [], [], [], []
+    for d, flipped in sets:
+        obs_all = state_to_keypoints_obs(d["obs"])
+        for s, e, i in kept:
+            pieces_o.append(obs_all[s:e])
+            pieces_a.append(d["actions"][s:e])
+            step.append(np.arange(s, e))
+            episode.append(np.full(e - s, i))
+            mirrored.append(np.full(e - s, flipped))
     obs, actions = np.concatenate(pieces_o), np.concatenate(pieces_a)
-    step = np.concatenate([np.arange(s, e) for s, e, _ in kept])
-    episode = np.concatenate([np.full(e - s, i) for s, e, i in kept])
     new_ends = np.cumsum([len(p) for p in pieces_o])
     obs_norm, act_norm = policy_normalizers(obs, actions)
     wo, wa = make_windows(obs_norm.normalize(obs), act_norm.normalize(actions), new_ends, cfg.n_obs_steps,
                           cfg.horizon)
-    return PushTData(torch.from_numpy(wo), torch.from_numpy(wa), obs_norm, act_norm, int(keep.sum()),
-                     torch.from_numpy(step), torch.from_numpy(episode))
+    return PushTData(torch.from_numpy(wo), torch.from_numpy(wa), obs_norm, act_norm, int(keep.sum()) * len(sets),
+                     torch.from_numpy(np.concatenate(step)), torch.from_numpy(np.concatenate(episode)),
+                     torch.from_numpy(np.concatenate(mirrored)))
 
 
 def _split(batch: torch.Tensor, cfg: PushTPolicyConfig) -> tuple[torch.Tensor, torch.Tensor]:

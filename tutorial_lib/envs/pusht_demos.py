@@ -18,11 +18,16 @@ and ``episode_ends`` the cumulative (exclusive) end index of each episode, so ep
 
 All episodes are kept, failed ones included; filter with ``episode_success``.
 Keypoint observations (N, 20) follow from ``obs`` with ``state_to_keypoints_obs``.
+
+The task has one mirror symmetry (``mirror_states``, ``mirror_actions``): the goal T's axis
+lies on the workspace's diagonal x + y = 512, so reflecting a whole episode across that
+line gives another episode of the same task, which reaches the same coverage at every step.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from multiprocessing import Pool
@@ -139,6 +144,50 @@ def state_to_keypoints_obs(obs: np.ndarray) -> np.ndarray:
     obs = np.asarray(obs, dtype=np.float64)
     kps = np.stack([block_keypoints(o[2:5]).ravel() for o in obs])
     return np.concatenate([kps, obs[:, :2]], axis=1).astype(np.float32)
+
+
+def mirror_actions(actions: np.ndarray) -> np.ndarray:
+    """Reflect agent targets across the goal's axis x + y = 512: (x, y) -> (512 - y, 512 - x).
+
+    actions: (..., 2) -> (..., 2), same dtype; [0, 512]^2 maps onto itself.
+    """
+    actions = np.asarray(actions)
+    return WORKSPACE_SIZE - actions[..., ::-1]
+
+
+def mirror_states(obs: np.ndarray) -> np.ndarray:
+    """Reflect state observations across the goal's axis x + y = 512.
+
+    The T is symmetric about its body y axis, so the mirror image of a block at
+    (x, y, theta) is the block at (512 - y, 512 - x, pi/2 - theta); the goal (256, 256, pi/4)
+    is its own image and coverage is unchanged. Positions reflect like ``mirror_actions``.
+
+    obs: (..., 5) [agent_x, agent_y, block_x, block_y, block_angle] -> (..., 5), same dtype,
+    angle in [0, 2 pi).
+    """
+    obs = np.asarray(obs)
+    if obs.shape[-1] != 5:
+        raise ValueError(f"mirror_states takes state observations (..., 5); got shape {obs.shape}")
+    out = np.empty_like(obs)
+    out[..., 0:2] = mirror_actions(obs[..., 0:2])
+    out[..., 2:4] = mirror_actions(obs[..., 2:4])
+    out[..., 4] = np.mod(math.pi / 2 - obs[..., 4].astype(np.float64), 2 * math.pi)
+    return out
+
+
+def mirror_demonstrations(data: dict) -> dict:
+    """The mirror image of every episode of a demonstration set (see ``mirror_states``).
+
+    Same layout and per-step coverage; ``episode_seeds`` are kept (they name the episode
+    that was reflected). The physics is symmetric too, apart from the walls' inner faces
+    at 7 and 504, which are symmetric about 255.5 rather than 256: replaying the reflected
+    actions from the reflected start reproduces the reflected states.
+    """
+    check_demonstrations(data)
+    out = dict(data)
+    out["obs"] = mirror_states(data["obs"]).astype(np.float32)
+    out["actions"] = mirror_actions(data["actions"]).astype(np.float32)
+    return out
 
 
 def main(argv=None) -> None:
