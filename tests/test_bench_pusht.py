@@ -18,3 +18,6 @@ def test_pusht_bench_quick():
     assert result["chunk_ms"] > 0 and result["chunk_ms"] == result["diffusion_policy"]["chunk_ms"]
     # the scripted expert solves these starts; the benchmark is meaningless if it does not
     assert result["expert"]["mean_max_coverage"] > 0.9
+    data = result["training_data"]
+    assert data["file"].endswith(".npz") and 0 < data["successful_episodes_used"] <= data["episodes"]
+    assert isinstance(data["mirror"], bool)

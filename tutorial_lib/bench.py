@@ -142,9 +142,12 @@ def run_pusht(quick: bool = False, device=None) -> dict:
     >= 10**6) for at most 300 steps: ``mean_max_coverage`` (the best coverage of each episode,
     averaged), ``success`` (share of episodes reaching coverage > 0.95). ``chunk_ms``: median wall
     time of one policy call (observation history -> 16-step chunk) on the CPU, DDIM with 10 steps.
-    ``dp_vs_expert``: the diffusion policy's mean max coverage over the expert's.
+    ``dp_vs_expert``: the diffusion policy's mean max coverage over the expert's. ``training_data``:
+    the demonstrations the shipped diffusion policy learned from (file, successful episodes used,
+    whether their mirror images were added).
     """
-    from .envs.pusht_demos import rollout_expert
+    from .assets import data_dir
+    from .envs.pusht_demos import load_demonstrations, rollout_expert
     from .policy import EVAL_SEEDS, evaluate, load_policy
 
     seeds = EVAL_SEEDS[:3] if quick else EVAL_SEEDS
@@ -162,6 +165,11 @@ def run_pusht(quick: bool = False, device=None) -> dict:
                        "chunk_ms": round(ev["chunk_ms"], 2)}
         _log(f"  {result[key]}")
     result["chunk_ms"] = result["diffusion_policy"]["chunk_ms"]
+    cfg = load_policy("pusht-diffusion-policy").cfg
+    demos = load_demonstrations(str(data_dir() / cfg.demos))
+    result["training_data"] = {"file": cfg.demos, "episodes": int(len(demos["episode_ends"])),
+                               "successful_episodes_used": int(demos["episode_success"].sum()),
+                               "mirror": bool(cfg.mirror)}
     result["dp_vs_expert"] = round(result["diffusion_policy"]["mean_max_coverage"]
                                    / result["expert"]["mean_max_coverage"], 4)
     return result
