@@ -385,11 +385,12 @@ RECIPES: dict[str, Recipe] = {
         dict(task="pusht", horizon=64, n_test_episodes=200, relative=True, n_steps=12_000, batch_size=64)),
     "pusht-diffusion-policy": _pusht_recipe(
         "pusht-diffusion-policy",
-        "Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations (Chapter 3)",
-        pusht_net, pusht_dp_loss, {}),
+        "Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations and their mirror "
+        "images (Chapter 3)",
+        pusht_net, pusht_dp_loss, dict(mirror=True)),
     "pusht-bc": _pusht_recipe(
         "pusht-bc", "behaviour cloning (MLP, squared loss) of the same action chunks (Chapter 3)",
-        build_bc_net, pusht_bc_loss, dict(n_steps=20_000, lr=1e-3)),
+        build_bc_net, pusht_bc_loss, dict(n_steps=20_000, lr=1e-3, mirror=True)),
 }
 
 
