@@ -160,12 +160,13 @@ def run_pusht(quick: bool = False, device=None) -> dict:
     _log(f"  {result['expert']}")
     for name, key in (("pusht-bc", "bc"), ("pusht-diffusion-policy", "diffusion_policy")):
         _log(f"{name} (shipped checkpoint) on {len(seeds)} seeds")
-        ev = evaluate(load_policy(name, device=device or "cpu"), seeds)
+        policy = load_policy(name, device=device or "cpu")
+        ev = evaluate(policy, seeds)
         result[key] = {"mean_max_coverage": round(ev["mean_max_coverage"], 4), "success": round(ev["success"], 4),
                        "chunk_ms": round(ev["chunk_ms"], 2)}
         _log(f"  {result[key]}")
     result["chunk_ms"] = result["diffusion_policy"]["chunk_ms"]
-    cfg = load_policy("pusht-diffusion-policy").cfg
+    cfg = policy.cfg                          # the diffusion policy's, the loop's last
     demos = load_demonstrations(str(data_dir() / cfg.demos))
     result["training_data"] = {"file": cfg.demos, "episodes": int(len(demos["episode_ends"])),
                                "successful_episodes_used": int(demos["episode_success"].sum()),
