@@ -59,13 +59,13 @@ def _describe(low: float, high: float, near, tol, digits: int) -> str:
 
 
 def expect(value, *, claim: str, near=None, tol=None, between=None, at_least=None, at_most=None,
-           digits: int = 2, quiet: bool = False) -> float:
-    """Check that a machine-dependent number supports a claim; print the claim, return the value.
+           digits: int = 2, quiet: bool = False) -> None:
+    """Check that a machine-dependent number supports a claim, and print the claim.
 
     Exactly one band: ``near`` and ``tol`` (the band ``[near - tol, near + tol]``), ``between=(low,
     high)``, or ``at_least`` and/or ``at_most``. The bounds are inclusive. The printed line holds the
     claim and the band only, so it repeats on every machine; the measured value appears in the
-    error when the check fails.
+    error when the check fails. Nothing is returned, so a check as a cell's last line shows no value.
 
     Args:
         value: a number (a Python float, a NumPy or a one-element torch scalar).
@@ -87,11 +87,10 @@ def expect(value, *, claim: str, near=None, tol=None, between=None, at_least=Non
                          f"(the band [{low:g}, {high:g}] was set from the spread measured across machines and seeds)")
     if not quiet:
         print(f"✓ {claim}: {band}")
-    return v
 
 
 def expect_each(values: Iterable, *, claim: str, near=None, tol=None, between=None, at_least=None,
-                at_most=None, digits: int = 2) -> np.ndarray:
+                at_most=None, digits: int = 2) -> None:
     """:func:`expect` for every element of ``values`` (e.g. one number per seed); one printed line.
 
     Raises:
@@ -108,4 +107,3 @@ def expect_each(values: Iterable, *, claim: str, near=None, tol=None, between=No
             raise ClaimError(f"{err} [element {i} of {arr.size}]") from None
     low, high = _band(near, tol, between, at_least, at_most)
     print(f"✓ {claim} (all {arr.size}): {_describe(low, high, near, tol, digits)}")
-    return arr
