@@ -12,7 +12,8 @@ from tutorial_lib.envs.maze_data import generate_dataset
 from tutorial_lib.envs.maze_expert import evaluate_policy, make_eval_pairs
 from tutorial_lib.envs.maze_grid import MazeGrid
 from tutorial_lib.nets import TemporalUnet
-from tutorial_lib.recipes import DiffuserConfig, get_recipe
+from tutorial_lib.diffuser import DiffuserConfig
+from tutorial_lib.recipes import get_recipe
 from tutorial_lib.recipes import train_recipe
 from tutorial_lib.training import TrainConfig, train
 from tutorial_lib.trajectories import (LimitsNormalizer, TrajectoryWindows, make_transitions, split_stream,

@@ -4,7 +4,8 @@ import dataclasses
 
 import torch
 
-from tutorial_lib.recipes import RecapDDPMConfig, RecapDSMConfig, get_recipe
+from tutorial_lib.toy_models import RecapDDPMConfig, RecapDSMConfig
+from tutorial_lib.recipes import get_recipe
 from tutorial_lib.toy_data import six_mode_mixture
 from tutorial_lib.train import main as train_main
 from tutorial_lib.recipes import train_recipe

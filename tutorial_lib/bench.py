@@ -43,7 +43,7 @@ def run_recap(quick: bool = False, device=None) -> dict:
     - ``sample_ms_*``: median time to draw those 1000 samples with each sampler on the CPU.
     """
     from .evaluation import DEFAULT_SAMPLERS, langevin_mode_experiment, sampler_table
-    from .recipes import RecapDDPMConfig, diffusion_from_config
+    from .toy_models import RecapDDPMConfig, diffusion_from_config
     from .recipes import load_pretrained
 
     result: dict = {"suite": "recap", "quick": quick, "torch_threads": torch.get_num_threads()}

@@ -39,6 +39,7 @@ from .ddpm import GaussianDiffusion
 from .diffuser import make_diffusion
 from .envs.maze_data import generate_dataset, load_stream
 from .nets.mlp import mlp
+from .recipes import row_sampler
 from .trajectories import ACTION_DIM, LimitsNormalizer, TrajectoryWindows
 
 __all__ = ["TASKS", "CompoundingConfig", "pusht_transitions", "training_windows", "DynamicsData", "dynamics_data", "build_dynamics_net", "dynamics_loss",
@@ -159,6 +160,17 @@ def dynamics_loss(cfg: CompoundingConfig, device=None):
         d = STATE_DIMS[cfg.task] + ACTION_DIM
         return ((model(batch[:, :d]) - batch[:, d:]) ** 2).mean()
     return loss
+
+
+
+def dynamics_batches(cfg: CompoundingConfig, data: DynamicsData, device):
+    """Batches of consecutive pairs, drawn uniformly with replacement."""
+    return row_sampler(data.rows.to(device))
+
+
+def dynamics_extra(cfg: CompoundingConfig, data: DynamicsData) -> dict:
+    """What a one-step model's checkpoint keeps beside the weights."""
+    return {"normalizer": data.normalizer.state_dict(), "delta_scale": data.delta_scale.tolist()}
 
 
 @torch.no_grad()

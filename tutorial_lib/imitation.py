@@ -107,6 +107,12 @@ def bc_loss(action_horizon: int):
     return loss
 
 
+
+def bc_recipe_loss(cfg: ImitationConfig, device=None):
+    """The loss of the ``motivation-bc`` recipe."""
+    return bc_loss(cfg.action_horizon)
+
+
 def diffusion_from_imitation_config(cfg: ImitationConfig) -> GaussianDiffusion:
     """The cosine-schedule epsilon-prediction diffusion of the policy; samples clipped to ``[-1, 1]``."""
     return GaussianDiffusion(make_beta_schedule("cosine", cfg.n_diffusion_steps), prediction="epsilon",

@@ -87,6 +87,12 @@ def maze_bc_loss(model: GoalConditionedBC, batch: torch.Tensor, generator=None) 
     return (model(batch[:, :4], batch[:, 4:6]) - batch[:, 6:]).pow(2).mean()
 
 
+
+def maze_bc_recipe_loss(cfg: MazeBCConfig, device=None):
+    """The loss of the ``maze-*-bc`` recipes (it needs nothing from the config)."""
+    return maze_bc_loss
+
+
 class BCMazePolicy:
     """``action = policy(obs (4,), goal (2,))`` from a trained ``GoalConditionedBC`` (for ``evaluate_policy``)."""
 

@@ -394,3 +394,16 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
     return {"mean_max_coverage": float(max_cov.mean()), "success": float(success.mean()),
             "max_coverage": max_cov, "steps": steps, "block_left": block_left,
             "chunk_ms": float(1000 * np.median(timings))}
+
+
+def pusht_batches(cfg: PushTPolicyConfig, data: PushTData, device):
+    """Batches of the demonstration windows as flat rows, drawn uniformly with replacement."""
+    from .recipes import row_sampler
+
+    return row_sampler(data.flat().to(device))
+
+
+def pusht_extra(cfg: PushTPolicyConfig, data: PushTData) -> dict:
+    """What a Push-T policy's checkpoint keeps beside the weights: the normalisers."""
+    return {"obs_normalizer": data.obs_normalizer.state_dict(), "action_normalizer": data.action_normalizer.state_dict()}
+
