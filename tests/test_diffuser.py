@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_lib.diffuser import (DiffuserPlanner, Plan, apply_conditioning, diffuser_loss, load_diffuser,
-                                   make_diffusion, random_conditions, sample_plans, start_goal_conditions,
-                                   condition_mask, with_mask)
+from tutorial_lib.diffuser_planner import DiffuserPlanner, Plan
+from tutorial_lib.diffuser import (apply_conditioning, diffuser_loss, load_diffuser, make_diffusion, random_conditions,
+                                   sample_plans, start_goal_conditions, condition_mask, with_mask)
 from tutorial_lib.envs.maze import point_mass_step
 from tutorial_lib.envs.maze_data import generate_dataset
 from tutorial_lib.envs.maze_expert import evaluate_policy, make_eval_pairs

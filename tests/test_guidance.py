@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from tutorial_lib.ddpm import GaussianDiffusion, linear_beta_schedule
-from tutorial_lib.diffuser import DiffuserPlanner, make_diffusion
+from tutorial_lib.diffuser_planner import DiffuserPlanner
+from tutorial_lib.diffuser import make_diffusion
 from tutorial_lib.envs.maze_data import generate_dataset
 from tutorial_lib.guidance import (cfg_denoiser, drop_condition, guided_sample_loop, value_gradient, value_loss,
                                    with_keep_flag)

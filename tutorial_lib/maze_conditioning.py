@@ -10,7 +10,7 @@
   guidance weight ``w``.
 * **Inpainting** of via-points: ``DiffuserPlanner(via=...)`` pins positions inside the plan.
 
-Each returns plans in the layout of ``diffuser.Plan`` and is followed by the same PD tracker, so the
+Each returns plans in the layout of ``diffuser_planner.Plan`` and is followed by the same PD tracker, so the
 three can be compared on executed rollouts (``tutorial_lib.bench conditioning``).
 """
 
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .diffuser import DiffuserPlanner, Plan, apply_conditioning, make_diffusion, start_goal_conditions, with_mask
+from .diffuser_planner import DiffuserPlanner, Plan
+from .diffuser import apply_conditioning, make_diffusion, start_goal_conditions, with_mask
 from .guidance import cfg_denoiser, drop_condition, guided_sample_loop, value_loss
 from .nets.conditional_unet import ConditionalUnet1D
 from .nets.temporal_value import TemporalValue

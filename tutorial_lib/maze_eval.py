@@ -26,7 +26,8 @@ import time
 import numpy as np
 import torch
 
-from .diffuser import DiffuserPlanner, load_diffuser
+from .diffuser_planner import DiffuserPlanner
+from .diffuser import load_diffuser
 from .envs.maze_expert import (RandomPolicy, WaypointController, evaluate_policy, make_eval_pairs, normalized_score,
                                 run_episode)
 from .trajectories import TRANSITION_DIM
