@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .assets import data_dir
-from .ddpm import GaussianDiffusion, make_beta_schedule
-from .envs.pusht import PushTEnv
-from .envs.pusht_demos import load_demonstrations, mirror_demonstrations, state_to_keypoints_obs
-from .nets.conditional_unet import ConditionalUnet1D
-from .nets.mlp import mlp
+from ..core.assets import data_dir
+from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
+from ..envs.pusht import PushTEnv
+from ..envs.pusht_demos import load_demonstrations, mirror_demonstrations, state_to_keypoints_obs
+from ..nets.conditional_unet import ConditionalUnet1D
+from ..nets.mlp import mlp
 from .trajectories import LimitsNormalizer
 
 __all__ = ["PushTPolicyConfig", "make_windows", "policy_normalizers", "PushTData", "pusht_data",
@@ -294,7 +294,7 @@ def load_policy(name: str = "pusht-diffusion-policy", device="cpu", ddim_steps: 
                 path=None):
     """The policy of recipe ``name`` (``pusht-diffusion-policy`` or ``pusht-bc``), ready to roll out:
     the shipped checkpoint, or the file at ``path`` (e.g. a retrained one)."""
-    from .recipes import load_recipe_model
+    from ..core.recipes import load_recipe_model
 
     net, ckpt, _ = load_recipe_model(name, path=path, device=device)
     cfg = PushTPolicyConfig(**ckpt["config"])
@@ -398,7 +398,7 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
 
 def pusht_batches(cfg: PushTPolicyConfig, data: PushTData, device):
     """Batches of the demonstration windows as flat rows, drawn uniformly with replacement."""
-    from .recipes import row_sampler
+    from ..core.recipes import row_sampler
 
     return row_sampler(data.flat().to(device))
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .ddpm import GaussianDiffusion
+from ..diffusion.ddpm import GaussianDiffusion
 from .diffuser import sample_plans
 from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
-from .utils import get_device
+from ..core.utils import get_device
 
 __all__ = ["Plan", "DiffuserPlanner"]
 
@@ -247,7 +247,7 @@ class DiffuserPlanner:
         ``|p_{i+1} - p_i| <= speed_slack * max_speed * stride * dt`` per axis for every ``i < arrival``,
         with ``dt = 0.01`` s and ``max_speed`` the largest speed in the training data.
         """
-        from .envs.maze import DT
+        from ..envs.maze import DT
 
         step = np.abs(np.diff(observations[..., :2], axis=1))                       # (B, H - 1, 2)
         limit = self.speed_slack * self.max_speed * self.stride * DT
@@ -355,7 +355,7 @@ class DiffuserPlanner:
 
     def holding(self, obs) -> bool:
         """Whether the followed plan has arrived and the ball is in the goal disc: no replan is due then."""
-        from .envs.maze import GOAL_RADIUS
+        from ..envs.maze import GOAL_RADIUS
 
         plan = self.plan_result
         done = self.k + self.lookahead if self.tracking == "time" else self.progress * self.stride + self.lookahead

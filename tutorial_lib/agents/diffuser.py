@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .ddpm import GaussianDiffusion, make_beta_schedule
-from .envs.maze_data import load_stream
-from .nets.temporal_unet import TemporalUnet
+from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
+from ..envs.maze_data import load_stream
+from ..nets.temporal_unet import TemporalUnet
 from .trajectories import ACTION_DIM, OBSERVATION_DIM, SPLITS, TRANSITION_DIM, LimitsNormalizer, TrajectoryWindows
 
 __all__ = ["apply_conditioning", "condition_mask", "with_mask", "start_goal_conditions", "random_conditions", "make_diffusion", "diffuser_loss", "sample_plans",
@@ -247,7 +247,7 @@ def load_diffuser(name: str = "maze-umaze-diffuser", path=None, device=None, ema
     ``path=None`` reads the shipped checkpoint ``data/checkpoints/<name>.pt`` (checked against the
     manifest); a path reads that file. The normaliser comes from the checkpoint's ``extra`` entry.
     """
-    from .recipes import load_recipe_model
+    from ..core.recipes import load_recipe_model
 
     model, ckpt, cfg = load_recipe_model(name, path=path, device=device, ema=ema)
     normalizer = LimitsNormalizer.from_state_dict(ckpt["extra"]["normalizer"])

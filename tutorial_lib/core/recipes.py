@@ -117,13 +117,13 @@ def normalizer_extra(cfg, data) -> dict:
     return {"normalizer": data.normalizer.state_dict()}
 
 
-_TOY = "tutorial_lib.toy_models"
-_DIFFUSER = "tutorial_lib.diffuser"
-_CONDITIONING = "tutorial_lib.maze_conditioning"
-_MAZE_BC = "tutorial_lib.maze_bc"
-_IMITATION = "tutorial_lib.imitation"
-_COMPOUNDING = "tutorial_lib.compounding"
-_POLICY = "tutorial_lib.policy"
+_TOY = "tutorial_lib.diffusion.toy_models"
+_DIFFUSER = "tutorial_lib.agents.diffuser"
+_CONDITIONING = "tutorial_lib.experiments.maze_conditioning"
+_MAZE_BC = "tutorial_lib.agents.maze_bc"
+_IMITATION = "tutorial_lib.experiments.imitation"
+_COMPOUNDING = "tutorial_lib.experiments.compounding"
+_POLICY = "tutorial_lib.agents.pusht_policy"
 
 
 def _ddpm_recipe(name: str, description: str, dataset: str) -> Recipe:

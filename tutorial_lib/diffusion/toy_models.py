@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from .ddpm import GaussianDiffusion, make_beta_schedule
 from .guidance import drop_condition
-from .nets.conditional_mlp import ConditionalTimeMLP
-from .nets.mlp import TimeMLP
+from ..nets.conditional_mlp import ConditionalTimeMLP
+from ..nets.mlp import TimeMLP
 from .score_matching import NoiseConditionalScoreNet, dsm_loss
 from .toy_data import sample_dataset, six_mode_mixture
 
