@@ -37,7 +37,7 @@ def run_recap(quick: bool = False, device=None) -> dict:
       quadratic step spacing), ``ddim{50,10}_uniform_quality_ratio`` (uniform spacing): energy
       distance of 1000 samples of the shipped ``recap-ddpm`` model (six-mode mixture) to 1000
       held-out points, divided by that of 1000 fresh data points, summed over 5 seeds (1 = as
-      good as fresh data; see ``evaluation.sampler_table``); and ``*_mode_weight_error``, the
+      good as fresh data; see ``experiments.recap.sampler_table``); and ``*_mode_weight_error``, the
       total variation between the mixture weights and the samples' shares.
     - ``swissroll_*``: the same for ``recap-ddpm-swissroll``, the hard case.
     - ``sample_ms_*``: median time to draw those 1000 samples with each sampler on the CPU.
