@@ -15,6 +15,14 @@ def test_pusht_bench_quick():
     for method in ("expert", "bc", "diffusion_policy"):
         assert 0.0 <= result[method]["mean_max_coverage"] <= 1.0, method
         assert 0.0 <= result[method]["success"] <= 1.0, method
+    for entry in (result["bc"], result["diffusion_policy"], result["reference_protocol"]["bc"],
+                  result["reference_protocol"]["diffusion_policy"]):
+        assert entry["n_episodes"] == 3
+        # the paper's score clips coverage / 0.95 at 1: never below the raw coverage
+        assert entry["mean_max_coverage"] <= entry["mean_max_reward"] <= 1.0
+        low, high = entry["ci95"]["success"]
+        assert 0.0 <= low <= entry["success"] <= high <= 1.0
+        assert entry["ci95"]["mean_max_coverage"] >= 0.0
     assert result["chunk_ms"] > 0 and result["chunk_ms"] == result["diffusion_policy"]["chunk_ms"]
     # the scripted expert solves these starts; the benchmark is meaningless if it does not
     assert result["expert"]["mean_max_coverage"] > 0.9

@@ -328,3 +328,38 @@ def test_numbers_in_evidence_tables_are_printed_by_the_linked_notebooks(page):
         assert printed, f"no linked notebook with outputs in row: {row}"
         for number in re.findall(r"(?<![\w.])-?\d+\.\d+", row.replace("\u2212", "-")):
             assert number in printed, f"{page}: {number} is not printed by {docs} (row: {row[:80]}...)"
+
+
+# --------------------------------------------------------------------------- the intro's list of parts
+
+
+def _intro_parts() -> list[tuple[str, str]]:
+    """The numbered list of parts in book/intro.md: (part name, the item's text), in order."""
+    intro = (REPO_ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    items = re.split(r"\n(?=\d+\. \*\*)", intro.split("## What is inside", 1)[1].split("\n## ", 1)[0])
+    parts = []
+    for item in items:
+        m = re.match(r"\d+\. \*\*([A-Za-z ]+?)[:.]", item.strip())
+        if m:
+            parts.append((m.group(1).strip(), " ".join(item.split())))
+    return parts
+
+
+def test_intro_lists_the_parts_of_the_toc_with_true_status():
+    toc_parts = [part["caption"] for part in TOC["parts"] if part["caption"] != "References"]
+    intro = _intro_parts()
+    names = [name for name, _ in intro]
+    assert names[: len(toc_parts)] == toc_parts, (
+        f"book/intro.md lists the parts {names}, but _toc.yml has {toc_parts} in this order: "
+        "the intro's 'What is inside' must list the toc's parts first, in order")
+    for name, item in intro:
+        written, coming = "*Written:*" in item, "*Coming.*" in item
+        assert written != coming, f"the intro's item for {name!r} must say either *Written:* or *Coming.*"
+        if name in toc_parts:
+            part = next(p for p in TOC["parts"] if p["caption"] == name)
+            index = part["chapters"][0]["file"]                       # e.g. book/practice/index
+            link = "{doc}`" + index.removeprefix("book/") + "`"
+            assert written and link in item, (
+                f"part {name!r} is in _toc.yml, so the intro must mark it *Written:* and link {link}")
+        else:
+            assert coming, f"part {name!r} is not in _toc.yml, so the intro must mark it *Coming.*, not *Written:*"

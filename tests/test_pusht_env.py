@@ -251,3 +251,39 @@ def test_render_draws_goal_block_and_agent():
     assert pixel(106, 406) == (65, 105, 225)      # agent, off the target's red cross
     assert pixel(100, 400) == (255, 0, 0)         # commanded target
     assert pixel(256, 480) == (255, 255, 255)     # empty table
+
+
+def test_reference_protocol_sets_position_before_angle_as_pymunk_does():
+    """The reference start: body position set at angle 0, then the angle, turning about the CoG."""
+    import pymunk
+
+    from tutorial_lib.envs.pusht import BLOCK_COG, reference_start_state
+    from tutorial_lib.envs.pusht_geometry import BAR_VERTICES
+
+    checked = 0
+    for seed in range(40):
+        state = reference_start_state(np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)                   # the same draws, again
+        agent = rng.integers(50, 450, size=2)
+        block = rng.integers(100, 400, size=2)
+        theta = rng.normal() * 2 * np.pi - np.pi
+        body = pymunk.Body(1.0, pymunk.moment_for_poly(1.0, BAR_VERTICES))
+        body.center_of_gravity = BLOCK_COG
+        body.position = tuple(float(v) for v in block)      # position first (legacy order) ...
+        body.angle = theta                                 # ... then the angle
+        np.testing.assert_allclose(state[0:2], agent)
+        if np.linalg.norm(state[4:6] - np.array(body.position)) < 1e-6:
+            checked += 1                                  # untouched by the first physics step
+            assert state[6] == pytest.approx(theta)
+    assert checked >= 30, f"only {checked} of 40 starts matched pymunk's turn about the centre of gravity"
+
+
+def test_reference_protocol_distribution():
+    env = PushTEnv(reset_protocol="reference")
+    book = PushTEnv()
+    ys_ref = [env.reset(seed=s)[1]["block_pose"][1] for s in range(400)]
+    ys_book = [book.reset(seed=s)[1]["block_pose"][1] for s in range(400)]
+    # the reference's block starts about 45 px lower (y down) than the drawn point, on average
+    assert 30 < np.mean(ys_ref) - np.mean(ys_book) < 60
+    with pytest.raises(ValueError, match="reset_protocol"):
+        PushTEnv(reset_protocol="gym")

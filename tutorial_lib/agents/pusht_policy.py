@@ -33,10 +33,11 @@ from torch import nn
 
 from ..core.assets import data_dir
 from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
-from ..envs.pusht import PushTEnv
+from ..envs.pusht import SUCCESS_THRESHOLD, PushTEnv
 from ..envs.pusht_demos import load_demonstrations, mirror_demonstrations, state_to_keypoints_obs
 from ..nets.conditional_unet import ConditionalUnet1D
 from ..nets.mlp import mlp
+from ..core.stats import mean_ci95, wilson_ci95
 from .trajectories import LimitsNormalizer
 
 __all__ = ["PushTPolicyConfig", "make_windows", "policy_normalizers", "PushTData", "pusht_data",
@@ -307,8 +308,10 @@ def load_policy(name: str = "pusht-diffusion-policy", device="cpu", ddim_steps: 
 
 
 def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool = False,
-            record_chunks: bool = False) -> dict:
+            record_chunks: bool = False, protocol: str = "book") -> dict:
     """Run ``policy`` in ``PushTEnv(obs_type="keypoints")`` from reset seed ``seed``, receding horizon.
+
+    ``protocol``: the env's start distribution, ``"book"`` or ``"reference"`` (``PushTEnv``).
 
     Every ``n_action_steps`` steps the policy sees the last ``n_obs_steps`` observations (the
     first one repeated at the start) and the env executes ``chunk[To-1 : To-1+Ta]``.
@@ -318,7 +321,8 @@ def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool 
     made at).
     """
     cfg = policy.cfg
-    env = PushTEnv(obs_type="keypoints", render_mode="rgb_array" if render else None, max_episode_steps=max_steps)
+    env = PushTEnv(obs_type="keypoints", render_mode="rgb_array" if render else None, max_episode_steps=max_steps,
+                   reset_protocol=protocol)
     obs, info = env.reset(seed=int(seed))
     history = deque([obs] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps)
     queue: deque = deque()
@@ -350,19 +354,28 @@ def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool 
     return out
 
 
-def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_timing: int = 20) -> dict:
+def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_timing: int = 20,
+             protocol: str = "book") -> dict:
     """Roll out from every reset seed at once and score the episodes.
 
     The episodes run in lockstep and the policy is called once per decision point on the batch of
     all running episodes (same results as one episode at a time up to the sampler's noise, and
-    many times faster). Returns ``mean_max_coverage``, ``success`` (share of episodes reaching
-    coverage > 0.95), per-episode ``max_coverage``, ``steps`` and ``block_left`` (the block's centre
-    left the 512 x 512 workspace: pushed through a wall), and ``chunk_ms``: the median wall time of
-    one *single-episode* policy call (batch of 1), over the first ``n_timing`` start states.
+    many times faster). ``protocol``: the start distribution, ``"book"`` or ``"reference"``
+    (``PushTEnv``). Returns
+
+    - ``mean_max_coverage``: the best coverage of each episode, averaged (the book's score);
+    - ``mean_max_reward``: the paper's score, the mean of max clip(coverage / 0.95, 0, 1);
+    - ``success``: the share of episodes reaching coverage > 0.95;
+    - ``n_episodes`` and ``ci95``: the half-widths of the two means' 95 % t intervals and the
+      Wilson interval of the success rate (``stats``);
+    - per episode: ``max_coverage``, ``max_reward``, ``steps`` and ``block_left`` (the block's
+      centre left the 512 x 512 workspace: pushed through a wall);
+    - ``chunk_ms``: the median wall time of one *single-episode* policy call (batch of 1), over
+      the first ``n_timing`` start states.
     """
     cfg = policy.cfg
     seeds = [int(s) for s in seeds]
-    envs = [PushTEnv(obs_type="keypoints", max_episode_steps=max_steps) for _ in seeds]
+    envs = [PushTEnv(obs_type="keypoints", max_episode_steps=max_steps, reset_protocol=protocol) for _ in seeds]
     first = [env.reset(seed=s)[0] for env, s in zip(envs, seeds)]
     histories = [deque([o] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps) for o in first]
     queues = [deque() for _ in seeds]
@@ -391,8 +404,12 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
         t0 = time.perf_counter()
         policy.predict_chunk(np.stack([o] * cfg.n_obs_steps))
         timings.append(time.perf_counter() - t0)
-    return {"mean_max_coverage": float(max_cov.mean()), "success": float(success.mean()),
-            "max_coverage": max_cov, "steps": steps, "block_left": block_left,
+    max_reward = np.clip(max_cov / SUCCESS_THRESHOLD, 0.0, 1.0)
+    cov_ci, rew_ci, succ_ci = mean_ci95(max_cov)[1], mean_ci95(max_reward)[1], wilson_ci95(int(success.sum()), len(seeds))
+    return {"mean_max_coverage": float(max_cov.mean()), "mean_max_reward": float(max_reward.mean()),
+            "success": float(success.mean()), "n_episodes": len(seeds),
+            "ci95": {"mean_max_coverage": cov_ci, "mean_max_reward": rew_ci, "success": list(succ_ci)},
+            "max_coverage": max_cov, "max_reward": max_reward, "steps": steps, "block_left": block_left,
             "chunk_ms": float(1000 * np.median(timings))}
 
 
@@ -406,4 +423,3 @@ def pusht_batches(cfg: PushTPolicyConfig, data: PushTData, device):
 def pusht_extra(cfg: PushTPolicyConfig, data: PushTData) -> dict:
     """What a Push-T policy's checkpoint keeps beside the weights: the normalisers."""
     return {"obs_normalizer": data.obs_normalizer.state_dict(), "action_normalizer": data.action_normalizer.state_dict()}
-

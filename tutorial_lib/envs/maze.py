@@ -143,12 +143,13 @@ class PointMazeEnv(gym.Env):
         """Start an episode: ``obs: (4,) float32`` and ``info`` with the goal; see the class docstring."""
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = set(options) - {"start", "goal"}
+        unknown = set(options) - {"start", "goal", "velocity"}
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; valid options are 'start' and 'goal'")
+            raise ValueError(f"unknown reset options {sorted(unknown)}; valid options are 'start', 'goal' and 'velocity'")
         start = self._sample_point() if options.get("start") is None else self.check_point(options["start"], "start")
         goal = self._sample_point() if options.get("goal") is None else self.check_point(options["goal"], "goal")
-        self.pos, self.vel = (float(start[0]), float(start[1])), (0.0, 0.0)
+        vel = (0.0, 0.0) if options.get("velocity") is None else self.check_velocity(options["velocity"])
+        self.pos, self.vel = (float(start[0]), float(start[1])), vel
         self.goal = np.array(goal, dtype=np.float64)
         self.elapsed_steps = 0
         return self._obs(), self._info()
@@ -189,6 +190,15 @@ class PointMazeEnv(gym.Env):
             raise ValueError(f"action must be finite, got {a.tolist()}; use values in [-1, 1]")
         a = np.clip(a, -1.0, 1.0)
         return float(a[0]), float(a[1])
+
+    @staticmethod
+    def check_velocity(velocity) -> tuple[float, float]:
+        """Validate a start velocity ``(vx, vy)``: finite, each component within ``[-5, 5]``."""
+        v = np.asarray(velocity, dtype=np.float64)
+        if v.shape != (2,) or not np.all(np.isfinite(v)) or np.any(np.abs(v) > MAX_SPEED):
+            raise ValueError(f"velocity must be a finite (vx, vy) with |vx|, |vy| <= {MAX_SPEED}, "
+                             f"got {np.asarray(velocity).tolist()}")
+        return float(v[0]), float(v[1])
 
     def check_point(self, point, name: str) -> np.ndarray:
         """Validate a start or goal ``(x, y)``: finite, inside the maze, off the walls (start: by the radius)."""

@@ -146,13 +146,17 @@ class EvalResult:
         }
 
 
-def run_episode(env, policy, start, goal, seed: int = 0) -> tuple[np.ndarray, float, int | None]:
-    """One full episode of ``env`` from ``start`` to ``goal``; ``policy.reset()`` (if any) first.
+def run_episode(env, policy, start, goal, seed: int = 0, velocity=None) -> tuple[np.ndarray, float, int | None]:
+    """One full episode of ``env`` from ``start`` (at rest, or at ``velocity``) to ``goal``;
+    ``policy.reset()`` (if any) first.
 
     Returns ``states: (T + 1, 4)`` (the observations, the first included), the return, and the
     first step whose reward is 1 (``None`` when the goal was never reached).
     """
-    obs, info = env.reset(seed=seed, options={"start": np.asarray(start), "goal": np.asarray(goal)})
+    options = {"start": np.asarray(start), "goal": np.asarray(goal)}
+    if velocity is not None:
+        options["velocity"] = np.asarray(velocity)
+    obs, info = env.reset(seed=seed, options=options)
     if hasattr(policy, "reset"):
         policy.reset()
     states, total, first, done = [obs], 0.0, None, False
@@ -166,7 +170,7 @@ def run_episode(env, policy, start, goal, seed: int = 0) -> tuple[np.ndarray, fl
     return np.array(states), total, first
 
 
-def evaluate_policy(env_id: str, policy, pairs, seed: int = 0) -> EvalResult:
+def evaluate_policy(env_id: str, policy, pairs, seed: int = 0, velocities=None) -> EvalResult:
     """Run one full episode per (start, goal) pair and record return, success and steps to goal.
 
     Args:
@@ -174,18 +178,46 @@ def evaluate_policy(env_id: str, policy, pairs, seed: int = 0) -> EvalResult:
         policy: ``policy(obs: (4,), goal: (2,)) -> action: (2,)``; its ``reset()`` (if any) is called
             before every episode.
         pairs: ``(n_pairs, 2, 2)`` from ``make_eval_pairs``.
+        velocities: ``(n_pairs, 2)`` start velocities (D4RL's single-task starts), or None: at rest.
     """
     pairs = np.asarray(pairs, dtype=np.float64)
     if pairs.ndim != 3 or pairs.shape[1:] != (2, 2):
         raise ValueError(f"pairs must have shape (n_pairs, 2, 2) = (start, goal) x (x, y), got {pairs.shape}")
+    if velocities is not None and np.shape(velocities) != (len(pairs), 2):
+        raise ValueError(f"velocities must have shape (n_pairs, 2) = ({len(pairs)}, 2), got {np.shape(velocities)}")
     env = gym.make(env_id)
     returns, steps_to_goal = np.zeros(len(pairs)), np.full(len(pairs), np.nan)
     for k, (start, goal) in enumerate(pairs):
-        _, returns[k], first = run_episode(env, policy, start, goal, seed=seed + k)
+        v = None if velocities is None else velocities[k]
+        _, returns[k], first = run_episode(env, policy, start, goal, seed=seed + k, velocity=v)
         if first is not None:
             steps_to_goal[k] = first
     env.close()
     return EvalResult(returns, ~np.isnan(steps_to_goal), steps_to_goal)
+
+
+D4RL_REF_RETURNS = {"umaze": (23.85, 161.86), "medium": (13.13, 277.39), "large": (6.7, 273.99)}
+"""D4RL's reference returns ``(REF_MIN_SCORE, REF_MAX_SCORE)`` of maze2d-{umaze,medium,large}-v1 (Fu et
+al. 2020): a random policy's and the data controller's, on the single-task setting."""
+SINGLE_TASK_VELOCITY_STD = 0.1
+"""D4RL's reset: ``qvel = N(0, 0.1^2)`` per component (the start position is a free cell ``+ U(-0.1, 0.1)``)."""
+
+
+def make_single_task_starts(layout: str, n_episodes: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """D4RL's single-task protocol: the fixed goal ``G``, random starts with small random velocities.
+
+    Returns ``pairs: (n, 2, 2)`` (``make_eval_pairs(fixed_goal=True)``: a free cell other than G's,
+    ``+ U(-0.1, 0.1)^2``) and ``velocities: (n, 2)``, ``N(0, 0.1^2)`` clipped to ``[-5, 5]``.
+    """
+    pairs = make_eval_pairs(layout, n_episodes, seed=seed, fixed_goal=True)
+    rng = np.random.default_rng([seed, 1])
+    return pairs, np.clip(rng.normal(0.0, SINGLE_TASK_VELOCITY_STD, size=(n_episodes, 2)), -5.0, 5.0)
+
+
+def d4rl_normalized_score(layout: str, returns):
+    """D4RL's normalized score with its reference returns: ``100 (R - REF_MIN) / (REF_MAX - REF_MIN)``."""
+    lo, hi = D4RL_REF_RETURNS[check_layout(layout)]
+    return normalized_score(returns, lo, hi)
 
 
 def normalized_score(returns, random_return: float, expert_return: float):

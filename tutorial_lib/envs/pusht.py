@@ -37,9 +37,12 @@ Differences from the reference:
       snapshots restore exactly. (With one pusher the contact solver converges within a
       step: two 5-substep calls equal one 10-substep call. With damping 0 the block's
       velocity at a step boundary has no influence on what follows.);
-    - ``reset`` sets the state exactly (the reference runs one physics step after setting
-      it), draws the angle uniformly (the reference: N(0, (2 pi)^2) - pi, nearly uniform
-      modulo 2 pi) and redraws blocks sticking into a wall and agents overlapping the block;
+    - ``reset`` (the book's protocol, ``reset_protocol="book"``) sets the state exactly (the
+      reference runs one physics step after setting it), draws the angle uniformly (the
+      reference: N(0, (2 pi)^2) - pi, nearly uniform modulo 2 pi) and redraws blocks sticking
+      into a wall and agents overlapping the block. ``reset_protocol="reference"`` draws the
+      reference's start distribution instead (see ``reference_start_state``), so that scores
+      can be put beside the paper's;
     - 9 fixed keypoints (see ``pusht_geometry``) instead of farthest-point samples of a
       rendered T; rendering with numpy instead of pygame.
 """
@@ -78,6 +81,7 @@ SUCCESS_THRESHOLD = 0.95
 MAX_EPISODE_STEPS = 300
 AGENT_RESET_RANGE = (50, 450)  # integers in [50, 450), as the reference's randint
 BLOCK_RESET_RANGE = (100, 400)
+RESET_PROTOCOLS = ("book", "reference")   # PushTEnv(reset_protocol=...): see PushTEnv and reference_start_state
 
 # indices into the simulation state, sim_state: (10,) float64
 AGENT_POS, AGENT_VEL = slice(0, 2), slice(2, 4)
@@ -144,6 +148,31 @@ def simulate(sim_state: np.ndarray, target: np.ndarray, contact_friction: float 
                      *block.velocity, block.angular_velocity], dtype=np.float64)
 
 
+def reference_start_state(rng: np.random.Generator, contact_friction: float = 0.0) -> np.ndarray:
+    """A start state drawn as the reference environment draws it (``gym-pusht``, ``legacy``).
+
+    The agent is placed first, in [50, 450)^2 (integers); the block's *position* is set to a
+    point of [100, 400)^2 (integers) while its angle is 0, and only then its angle
+    ``theta ~ N(0, (2 pi)^2) - pi``. pymunk turns a body about its centre of gravity, (0, 45) in
+    the body frame, so the body's origin ends at ``(bx + 45 sin theta, by + 45 - 45 cos theta)``:
+    45 px lower on average than the drawn point. No start is rejected (a block may stick into a
+    wall, the agent may overlap it), and one physics step (1/100 s, the agent at rest) runs before
+    the first observation, as the reference does, pushing overlapping bodies apart.
+
+    rng: the env's generator. Returns the simulation state (10,) float64 after that step.
+    """
+    agent = rng.integers(*AGENT_RESET_RANGE, size=2).astype(np.float64)
+    block = rng.integers(*BLOCK_RESET_RANGE, size=2).astype(np.float64)
+    theta = rng.normal() * 2 * math.pi - math.pi
+    cx, cy = BLOCK_COG
+    # origin = p_cog - R(theta) cog, with p_cog = block + R(0) cog fixed by the rotation
+    origin = (block[0] + cx - (cx * math.cos(theta) - cy * math.sin(theta)),
+              block[1] + cy - (cx * math.sin(theta) + cy * math.cos(theta)))
+    sim_state = np.zeros(SIM_STATE_DIM)
+    sim_state[AGENT_POS], sim_state[BLOCK_POS], sim_state[BLOCK_ANGLE] = agent, origin, theta
+    return simulate(sim_state, agent, contact_friction, n_substeps=1)
+
+
 def make_sim_state(state) -> np.ndarray:
     """Check a user state [agent x, agent y, block x, block y, block angle] and return the
     simulation state (10,) float64 with all velocities zero.
@@ -199,6 +228,9 @@ class PushTEnv(gym.Env):
         angle uniform in [-pi, pi); blocks sticking into a wall and agents overlapping the
         block are redrawn (the reference keeps them and lets a first physics step push
         them apart), so every episode starts at rest with the whole T inside the walls.
+        ``reset_protocol="reference"``: the reference's start distribution instead
+        (``reference_start_state``: block position set before its angle, no start rejected,
+        one physics step first), for scores comparable with the paper's.
         ``reset(options={"state": [ax, ay, bx, by, angle]})`` sets a state exactly.
     """
 
@@ -206,7 +238,11 @@ class PushTEnv(gym.Env):
 
     def __init__(self, obs_type: str = "state", render_mode: str | None = None,
                  render_size: int = 256, render_action: bool = True,
-                 contact_friction: float = 0.0, max_episode_steps: int = MAX_EPISODE_STEPS):
+                 contact_friction: float = 0.0, max_episode_steps: int = MAX_EPISODE_STEPS,
+                 reset_protocol: str = "book"):
+        if reset_protocol not in RESET_PROTOCOLS:
+            raise ValueError(f"reset_protocol must be one of {RESET_PROTOCOLS}; got {reset_protocol!r}")
+        self.reset_protocol = reset_protocol
         if obs_type not in ("state", "keypoints"):
             raise ValueError(f"obs_type must be 'state' or 'keypoints'; got {obs_type!r}")
         if render_mode not in (None, "rgb_array"):
@@ -274,6 +310,8 @@ class PushTEnv(gym.Env):
             raise ValueError(f"unknown reset options {sorted(unknown)}; the only option is 'state'")
         if options.get("state") is not None:
             self._sim_state = make_sim_state(options["state"])
+        elif self.reset_protocol == "reference":
+            self._sim_state = reference_start_state(self.np_random, self.contact_friction)
         else:
             self._sim_state = self._sample_sim_state()
         self._elapsed_steps = 0

@@ -28,13 +28,14 @@ import torch
 
 from ..agents.diffuser_planner import DiffuserPlanner
 from ..agents.diffuser import load_diffuser
-from ..envs.maze_expert import (RandomPolicy, WaypointController, evaluate_policy, make_eval_pairs, normalized_score,
-                                run_episode)
+from ..envs.maze_expert import (RandomPolicy, WaypointController, d4rl_normalized_score, evaluate_policy,
+                                make_eval_pairs, make_single_task_starts, normalized_score, run_episode)
+from ..core.stats import mean_ci95, wilson_ci95
 from ..agents.trajectories import TRANSITION_DIM
 from ..envs.maze_grid import MazeGrid, check_layout
 
 __all__ = ["beyond_horizon", "ENV_IDS", "BENCH_SEED", "VALIDATION_SEED", "PLANNER", "make_planner", "rollout_episode", "plan_timing",
-           "evaluate_methods", "maze_benchmark"]
+           "evaluate_methods", "maze_benchmark", "single_task_benchmark"]
 
 ENV_IDS = {"umaze": "tutorial_lib/PointMaze-UMaze-v0", "medium": "tutorial_lib/PointMaze-Medium-v0",
            "large": "tutorial_lib/PointMaze-Large-v0"}
@@ -142,12 +143,41 @@ def summarize(results: dict) -> dict:
     Needs ``random`` and ``expert`` among the results (the normalized score's references).
     """
     lo, hi = results["random"].returns.mean(), results["expert"].returns.mean()
+    return {method: _entry(r, normalized_score(r.returns, lo, hi)) for method, r in results.items()}
+
+
+def _entry(r, scores: np.ndarray, key: str = "normalized_score") -> dict:
+    """One method's JSON entry: success, return, the score (``key``), steps to the goal, with
+    95 % intervals (Wilson for the success rate, t for the mean score) and the episode count."""
+    s = r.summary()
+    score, half = mean_ci95(scores)
+    low, high = wilson_ci95(int(r.success.sum()), len(r.success))
+    return {"success": round(s["success_rate"], 4), "return": round(s["return"], 2), key: round(score, 1),
+            "steps_to_goal": round(s["steps_to_goal"], 1), "n_episodes": len(r.success),
+            "ci95": {"success": [round(low, 4), round(high, 4)], key: round(half, 1)}}
+
+
+SINGLE_TASK_METHODS = ("expert", "diffuser")
+
+
+def single_task_benchmark(layout: str, n_episodes: int = 100, methods=SINGLE_TASK_METHODS, device=None,
+                          log=None) -> dict:
+    """D4RL's single-task protocol (the papers' Table 1 rows): the fixed goal ``G``, random starts
+    with small random velocities (``make_single_task_starts``), one episode of 300 / 600 / 800 steps
+    each, and D4RL's normalized score with its reference returns (``d4rl_normalized_score``).
+
+    Per method: ``success``, ``return``, ``d4rl_normalized_score``, ``steps_to_goal``, ``n_episodes``
+    and ``ci95``. Diffuser's paper reports 113.9 / 121.5 / 123.0 on this protocol (U-Maze / Medium /
+    Large); our starts and ``G`` are D4RL's, our simulator is the rebuilt point mass of ``envs.maze``.
+    """
+    pairs, velocities = make_single_task_starts(layout, n_episodes, seed=BENCH_SEED)
     out = {}
-    for method, r in results.items():
-        s = r.summary()
-        out[method] = {"success": round(s["success_rate"], 4), "return": round(s["return"], 2),
-                       "normalized_score": round(float(normalized_score(s["return"], lo, hi)), 1),
-                       "steps_to_goal": round(s["steps_to_goal"], 1)}
+    for method in methods:
+        t0 = time.perf_counter()
+        r = evaluate_policy(ENV_IDS[layout], _policy(method, layout, device), pairs, velocities=velocities)
+        out[method] = _entry(r, d4rl_normalized_score(layout, r.returns), key="d4rl_normalized_score")
+        if log is not None:
+            log(f"  {layout} single task {method}: {out[method]} ({time.perf_counter() - t0:.0f} s)")
     return out
 
 
@@ -180,4 +210,5 @@ def maze_benchmark(layout: str, n_pairs: int = 100, device=None, mppi_kwargs: di
     out["beyond_horizon"] = beyond_horizon(results, planner.horizon * planner.stride)
     out.update({k: round(v, 2) for k, v in plan_timing(planner, pairs[:timing_pairs]).items()})
     out["n_pairs"] = n_pairs
+    out["single_task"] = single_task_benchmark(layout, n_episodes=n_pairs, device=device, log=log)
     return out
