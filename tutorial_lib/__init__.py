@@ -14,7 +14,8 @@ Map, from the top down; a module imports only from its own folder or the folders
 - ``nets/``: the networks, one per module (``TemporalUnet``: Diffuser's denoiser).
 - ``envs/``: the simulated tasks (point-mass mazes, Push-T, the obstacle task) and their scripted experts.
 - ``core/``: infrastructure: ``utils`` (device, seeding), ``checkpoint``, ``training`` (the loop), ``assets``
-  (``data/`` and its manifest), ``recipes`` (the book's models, named by module path and imported when used).
+  (``data/`` and its manifest), ``recipes`` (the book's models, named by module path and imported when used),
+  ``stats`` (95 % intervals), ``checks`` (``expect``: a claim within a measured band).
 """
 
 from .core import __version__  # noqa: E402
