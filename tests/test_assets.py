@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tutorial_lib import assets
-from tutorial_lib.recipes import RECIPES, get_recipe
-from tutorial_lib.recipes import load_pretrained
+from tutorial_lib.core.recipes import RECIPES, get_recipe
+from tutorial_lib.core.recipes import load_pretrained
 
 
 def test_every_manifest_entry_matches_its_file():

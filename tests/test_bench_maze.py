@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from tutorial_lib.maze_eval import METHODS, summarize
+from tutorial_lib.experiments.maze_eval import METHODS, summarize
 from tutorial_lib.envs.maze_expert import EvalResult
 
 

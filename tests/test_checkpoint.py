@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from tutorial_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tutorial_lib.training import TrainConfig, train
+from tutorial_lib.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tutorial_lib.core.training import TrainConfig, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +141,7 @@ def test_cosine_learning_rate_schedule_and_bad_schedule_name():
 
 
 def test_finalize_drops_only_the_optimizer_state(tmp_path):
-    from tutorial_lib.checkpoint import finalize_checkpoint
+    from tutorial_lib.core.checkpoint import finalize_checkpoint
 
     _fit(20, tmp_path / "f.pt")
     before = load_checkpoint(tmp_path / "f.pt")

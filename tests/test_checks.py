@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_lib.checks import ClaimError, expect, expect_each
-from tutorial_lib.stats import mean_ci95, summarize_scores, summarize_success, wilson_ci95
+from tutorial_lib.core.checks import ClaimError, expect, expect_each
+from tutorial_lib.core.stats import mean_ci95, summarize_scores, summarize_success, wilson_ci95
 
 
 def test_expect_prints_the_claim_not_the_value(capsys):

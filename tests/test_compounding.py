@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_lib.compounding import (CompoundingConfig, position_errors, rollout_dynamics, sequence_condition,
+from tutorial_lib.experiments.compounding import (CompoundingConfig, position_errors, rollout_dynamics, sequence_condition,
                                       sequence_loss, build_sequence_net, heldout_windows, to_relative, from_relative,
                                       sample_sequences)
-from tutorial_lib.diffuser import make_diffusion
-from tutorial_lib.trajectories import LimitsNormalizer
+from tutorial_lib.agents.diffuser import make_diffusion
+from tutorial_lib.agents.trajectories import LimitsNormalizer
 
 
 class _ExactDeltas(torch.nn.Module):
@@ -88,7 +88,7 @@ def test_heldout_windows_come_from_another_stream():
 
 
 def test_pusht_study_uses_play_episodes_and_holds_out_the_last():
-    from tutorial_lib.compounding import pusht_transitions
+    from tutorial_lib.experiments.compounding import pusht_transitions
 
     transitions, train, test = pusht_transitions(n_test_episodes=200)
     assert transitions.shape == (192_000, 8) and len(train) == 2800 and len(test) == 200

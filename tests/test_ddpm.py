@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from tutorial_lib.ddpm import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule, make_beta_schedule
-from tutorial_lib.metrics import energy_distance
+from tutorial_lib.diffusion.ddpm import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule, make_beta_schedule
+from tutorial_lib.diffusion.metrics import energy_distance
 
 
 @pytest.mark.parametrize("name,T", [("linear", 50), ("linear", 1000), ("cosine", 10), ("cosine", 100), ("cosine", 1000)])
@@ -159,7 +159,7 @@ def test_training_loss_is_zero_for_the_true_noise():
 
 
 def test_respacing_keeps_the_marginals_and_maps_the_steps():
-    from tutorial_lib.ddpm import linear_beta_schedule, respace, respaced_model
+    from tutorial_lib.diffusion.ddpm import linear_beta_schedule, respace, respaced_model
 
     full = GaussianDiffusion(linear_beta_schedule(1000))
     short, steps = respace(full, 100)

@@ -19,7 +19,7 @@ below are float32's, grown by the 1000-term cumulative product.
 import pytest
 import torch
 
-from tutorial_lib.ddpm import GaussianDiffusion, make_beta_schedule
+from tutorial_lib.diffusion.ddpm import GaussianDiffusion, make_beta_schedule
 
 diffusers = pytest.importorskip("diffusers", reason="the reference implementation (a test dependency)")
 

@@ -4,18 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_lib.diffuser import (DiffuserPlanner, Plan, apply_conditioning, diffuser_loss, load_diffuser,
-                                   make_diffusion, random_conditions, sample_plans, start_goal_conditions,
-                                   condition_mask, with_mask)
+from tutorial_lib.agents.diffuser_planner import DiffuserPlanner, Plan
+from tutorial_lib.agents.diffuser import (apply_conditioning, diffuser_loss, load_diffuser, make_diffusion, random_conditions,
+                                   sample_plans, start_goal_conditions, condition_mask, with_mask)
 from tutorial_lib.envs.maze import point_mass_step
 from tutorial_lib.envs.maze_data import generate_dataset
 from tutorial_lib.envs.maze_expert import evaluate_policy, make_eval_pairs
 from tutorial_lib.envs.maze_grid import MazeGrid
 from tutorial_lib.nets import TemporalUnet
-from tutorial_lib.recipes import DiffuserConfig, get_recipe
-from tutorial_lib.recipes import train_recipe
-from tutorial_lib.training import TrainConfig, train
-from tutorial_lib.trajectories import (LimitsNormalizer, TrajectoryWindows, make_transitions, split_stream,
+from tutorial_lib.agents.diffuser import DiffuserConfig
+from tutorial_lib.core.recipes import get_recipe
+from tutorial_lib.core.recipes import train_recipe
+from tutorial_lib.core.training import TrainConfig, train
+from tutorial_lib.agents.trajectories import (LimitsNormalizer, TrajectoryWindows, make_transitions, split_stream,
                                        window_starts)
 
 UMAZE = "tutorial_lib/PointMaze-UMaze-v0"

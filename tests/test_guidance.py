@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_lib.ddpm import GaussianDiffusion, linear_beta_schedule
-from tutorial_lib.diffuser import DiffuserPlanner, make_diffusion
+from tutorial_lib.diffusion.ddpm import GaussianDiffusion, linear_beta_schedule
+from tutorial_lib.agents.diffuser_planner import DiffuserPlanner
+from tutorial_lib.agents.diffuser import make_diffusion
 from tutorial_lib.envs.maze_data import generate_dataset
-from tutorial_lib.guidance import (cfg_denoiser, drop_condition, guided_sample_loop, value_gradient, value_loss,
+from tutorial_lib.diffusion.guidance import (cfg_denoiser, drop_condition, guided_sample_loop, value_gradient, value_loss,
                                    with_keep_flag)
-from tutorial_lib.maze_conditioning import (BONUS, CFGPlanner, GuidedPlanner, MazeCFGConfig, bonus_return,
+from tutorial_lib.experiments.maze_conditioning import (BONUS, CFGPlanner, GuidedPlanner, MazeCFGConfig, bonus_return,
                                             build_cfg_net, cfg_loss, maze_value_loss, value_batches, MazeValueConfig)
 from tutorial_lib.nets import ConditionalTimeMLP, TemporalUnet, TemporalValue, TimeMLP
-from tutorial_lib.trajectories import TrajectoryWindows
+from tutorial_lib.agents.trajectories import TrajectoryWindows
 
 
 def standard_normal_denoiser(diffusion):

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from tutorial_lib.imitation import (BCPolicy, DiffusionPolicy, ImitationConfig, imitation_data, train_bc,
+from tutorial_lib.experiments.imitation import (BCPolicy, DiffusionPolicy, ImitationConfig, imitation_data, train_bc,
                                     train_diffusion_policy)
 from tutorial_lib.nets import ConditionalTimeMLP
 
@@ -36,7 +36,7 @@ def test_policy_shapes():
 
 
 def test_recipes_build_the_policies():
-    from tutorial_lib.recipes import get_recipe
+    from tutorial_lib.core.recipes import get_recipe
     cfg = ImitationConfig(hidden=32, depth=1)
     assert isinstance(get_recipe("motivation-bc").build_model(cfg), BCPolicy)
     assert isinstance(get_recipe("motivation-diffusion-policy").build_model(cfg), ConditionalTimeMLP)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tutorial_lib.langevin import annealed_langevin_dynamics, geometric_sigmas, langevin_dynamics
-from tutorial_lib.toy_data import GaussianMixture, song_ermon_mixture, six_mode_mixture
+from tutorial_lib.diffusion.langevin import annealed_langevin_dynamics, geometric_sigmas, langevin_dynamics
+from tutorial_lib.diffusion.toy_data import GaussianMixture, song_ermon_mixture, six_mode_mixture
 
 
 def test_langevin_recovers_a_gaussian():

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from tutorial_lib.envs.maze_data import generate_dataset
-from tutorial_lib.maze_bc import (BCMazePolicy, GoalConditionedBC, MazeBCConfig, build_maze_bc, input_range,
+from tutorial_lib.agents.maze_bc import (BCMazePolicy, GoalConditionedBC, MazeBCConfig, build_maze_bc, input_range,
                                   maze_bc_loss)
-from tutorial_lib.training import TrainConfig, train
+from tutorial_lib.core.training import TrainConfig, train
 
 
 def test_input_range_is_the_maze_and_the_speed_limit():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tutorial_lib.metrics import energy_distance, quality_ratio
+from tutorial_lib.diffusion.metrics import energy_distance, quality_ratio
 
 
 def test_energy_distance_properties():

@@ -7,7 +7,7 @@ import tutorial_lib.envs  # noqa: F401  (registers the ids)
 from tutorial_lib.envs.maze import ACCEL_PER_ACTION, BALL_RADIUS, DT, MAX_SPEED, VELOCITY_DECAY, point_mass_step
 from tutorial_lib.envs.maze_expert import evaluate_policy
 from tutorial_lib.envs.maze_grid import MazeGrid
-from tutorial_lib.mppi import MPPIPlanner, batched_point_mass_step
+from tutorial_lib.agents.mppi import MPPIPlanner, batched_point_mass_step
 
 
 # ---------------------------------------------------------------------------- batched physics

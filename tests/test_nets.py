@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tutorial_lib.nets import SinusoidalEmbedding, TimeMLP
-from tutorial_lib.score_matching import NoiseConditionalScoreNet
+from tutorial_lib.diffusion.score_matching import NoiseConditionalScoreNet
 
 
 @pytest.mark.parametrize("B,D", [(1, 2), (7, 2), (4, 5)])

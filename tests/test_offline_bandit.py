@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tutorial_lib.offline_bandit import (BanditConfig, QNetwork, argmax_q, behaviour_dataset, cql_penalty, fit_q,
+from tutorial_lib.experiments.offline_bandit import (BanditConfig, QNetwork, argmax_q, behaviour_dataset, cql_penalty, fit_q,
                                          ood_mask, true_reward)
 
 
@@ -75,8 +75,8 @@ def test_a_regression_q_extrapolates_upwards_off_the_data_and_cql_does_not():
 
 
 def test_diffusion_select_keeps_the_candidate_with_the_highest_q():
-    from tutorial_lib.ddpm import GaussianDiffusion, make_beta_schedule
-    from tutorial_lib.offline_bandit import diffusion_select
+    from tutorial_lib.diffusion.ddpm import GaussianDiffusion, make_beta_schedule
+    from tutorial_lib.experiments.offline_bandit import diffusion_select
 
     class Ramp(QNetwork):
         def forward(self, a):

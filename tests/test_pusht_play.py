@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tutorial_lib.assets import data_dir
+from tutorial_lib.core.assets import data_dir
 from tutorial_lib.envs.pusht_play import PlayConfig, PlayPusher, generate_play_data, load_play_data, main, play_episode
 
 SHORT = PlayConfig(episode_steps=40)

@@ -4,10 +4,11 @@ import dataclasses
 
 import torch
 
-from tutorial_lib.recipes import RecapDDPMConfig, RecapDSMConfig, get_recipe
-from tutorial_lib.toy_data import six_mode_mixture
+from tutorial_lib.diffusion.toy_models import RecapDDPMConfig, RecapDSMConfig
+from tutorial_lib.core.recipes import get_recipe
+from tutorial_lib.diffusion.toy_data import six_mode_mixture
 from tutorial_lib.train import main as train_main
-from tutorial_lib.recipes import train_recipe
+from tutorial_lib.core.recipes import train_recipe
 
 
 def test_ddpm_recipe_learns():

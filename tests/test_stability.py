@@ -1,6 +1,6 @@
 """The stability study: both trainers log their losses and scores on the same schedule, deterministically."""
 
-from tutorial_lib.stability import StabilityConfig, stability_experiment, train_ddpm_run, train_gan_run
+from tutorial_lib.experiments.stability import StabilityConfig, stability_experiment, train_ddpm_run, train_gan_run
 
 TINY = StabilityConfig(n_train=512, hidden=32, depth=1, n_steps=40, batch_size=64, n_diffusion_steps=50,
                        sample_steps=5, n_eval=200, eval_every=20, log_every=10)

@@ -37,14 +37,14 @@ def run_recap(quick: bool = False, device=None) -> dict:
       quadratic step spacing), ``ddim{50,10}_uniform_quality_ratio`` (uniform spacing): energy
       distance of 1000 samples of the shipped ``recap-ddpm`` model (six-mode mixture) to 1000
       held-out points, divided by that of 1000 fresh data points, summed over 5 seeds (1 = as
-      good as fresh data; see ``evaluation.sampler_table``); and ``*_mode_weight_error``, the
+      good as fresh data; see ``experiments.recap.sampler_table``); and ``*_mode_weight_error``, the
       total variation between the mixture weights and the samples' shares.
     - ``swissroll_*``: the same for ``recap-ddpm-swissroll``, the hard case.
     - ``sample_ms_*``: median time to draw those 1000 samples with each sampler on the CPU.
     """
-    from .evaluation import DEFAULT_SAMPLERS, langevin_mode_experiment, sampler_table
-    from .recipes import RecapDDPMConfig, diffusion_from_config
-    from .recipes import load_pretrained
+    from .experiments.recap import DEFAULT_SAMPLERS, langevin_mode_experiment, sampler_table
+    from .diffusion.toy_models import RecapDDPMConfig, diffusion_from_config
+    from .core.recipes import load_pretrained
 
     result: dict = {"suite": "recap", "quick": quick, "torch_threads": torch.get_num_threads()}
     _log("Langevin vs annealed Langevin on 0.2 N((-5,-5), I) + 0.8 N((5,5), I)")
@@ -88,18 +88,18 @@ def run_motivation(quick: bool = False, device=None) -> dict:
 
     - ``multimodal``: success rates (goal reached, obstacle never touched) of behaviour cloning
       and of a diffusion policy trained on the same 50 demonstrations of the obstacle task,
-      from 100 fixed start states (:func:`tutorial_lib.imitation.multimodal_experiment`).
+      from 100 fixed start states (:func:`tutorial_lib.experiments.imitation.multimodal_experiment`).
     - ``offline_rl``: mean TRUE reward and out-of-distribution rate of the behaviour data, of
       the argmax of a regression Q, of the argmax of a CQL Q, and of diffusion samples ranked
-      by Q (:func:`tutorial_lib.offline_bandit.offline_bandit_experiment`).
+      by Q (:func:`tutorial_lib.experiments.offline_bandit.offline_bandit_experiment`).
     - ``compounding``: mean position error (cells) against the horizon of the shipped one-step
       dynamics model rolled out autoregressively and of the shipped sequence diffusion model, on
       200 held-out U-Maze windows of 128 steps given the same start state and actions
-      (:func:`tutorial_lib.compounding.compounding_experiment`); ``compounding_pusht``: the same
+      (:func:`tutorial_lib.experiments.compounding.compounding_experiment`); ``compounding_pusht``: the same
       on 200 held-out 64-step episodes of open-loop Push-T play (block position, pixels).
     """
-    from .imitation import ImitationConfig, multimodal_experiment
-    from .offline_bandit import BanditConfig, offline_bandit_experiment
+    from .experiments.imitation import ImitationConfig, multimodal_experiment
+    from .experiments.offline_bandit import BanditConfig, offline_bandit_experiment
 
     result: dict = {"suite": "motivation", "quick": quick, "torch_threads": torch.get_num_threads()}
     if quick:
@@ -128,7 +128,7 @@ def run_motivation(quick: bool = False, device=None) -> dict:
 
 def compounding_result(task: str = "maze", n_windows: int = 200) -> dict:
     """The compounding-error experiment on the shipped checkpoints of ``task``, without the raw predictions."""
-    from .compounding import compounding_experiment, load_compounding_models
+    from .experiments.compounding import compounding_experiment, load_compounding_models
 
     models = load_compounding_models(task)
     out = compounding_experiment(*models, n_windows=n_windows)
@@ -167,9 +167,9 @@ def run_pusht(quick: bool = False, device=None) -> dict:
     diffusion policy's mean max coverage on those 50 seeds over the expert's. ``training_data``:
     the demonstrations the shipped diffusion policy learned from.
     """
-    from .assets import data_dir
+    from .core.assets import data_dir
     from .envs.pusht_demos import load_demonstrations, rollout_expert
-    from .policy import EVAL_SEEDS, evaluate, load_policy
+    from .agents.pusht_policy import EVAL_SEEDS, evaluate, load_policy
 
     seeds = list(range(3)) if quick else list(range(500))
     expert_seeds = EVAL_SEEDS[:3] if quick else EVAL_SEEDS
@@ -211,7 +211,7 @@ def run_maze(quick: bool = False, device=None) -> dict:
     of one Diffuser plan, and ``forward_ms``, of one network call. 100 pairs per layout
     (``make_eval_pairs(layout, 100, seed=0)``); ``--quick``: 2 pairs and a small MPPI.
     """
-    from .maze_eval import maze_benchmark
+    from .experiments.maze_eval import maze_benchmark
 
     result: dict = {"suite": "maze", "quick": quick, "torch_threads": torch.get_num_threads()}
     for layout in ("umaze", "medium", "large"):
@@ -231,7 +231,7 @@ def run_conditioning(quick: bool = False, device=None) -> dict:
     success), classifier-free guidance on U-Maze (per weight: success, plan end error, diversity),
     and via-points by inpainting on Medium (with and without the pin). 40 pairs each (seed 0;
     the guidance scales were chosen on seed 1); ``--quick``: 2 pairs."""
-    from .maze_conditioning import cfg_experiment, guidance_experiment, inpainting_experiment
+    from .experiments.maze_conditioning import cfg_experiment, guidance_experiment, inpainting_experiment
 
     n = 2 if quick else 40
     result: dict = {"suite": "conditioning", "quick": quick, "torch_threads": torch.get_num_threads()}

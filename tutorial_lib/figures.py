@@ -24,11 +24,11 @@ def annealed_langevin_gif(path: str | Path = BOOK_FIGURES / "annealed_langevin.g
     each of 10 noise levels from 10 down to 0.1 (the setting of Chapter 1).
     """
     matplotlib.use("Agg")
-    from .evaluation import LANGEVIN_SETTINGS
-    from .langevin import annealed_langevin_dynamics, geometric_sigmas
+    from .experiments.recap import LANGEVIN_SETTINGS
+    from .diffusion.langevin import annealed_langevin_dynamics, geometric_sigmas
     from .plotting import animate_points, plot_density, save_gif, set_style
-    from .toy_data import song_ermon_mixture
-    from .utils import manual_seed
+    from .diffusion.toy_data import song_ermon_mixture
+    from .core.utils import manual_seed
     import torch
 
     set_style()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from .assets import data_dir, update_manifest
-from .checkpoint import finalize_checkpoint
-from .recipes import RECIPES, get_recipe, train_recipe
-from .utils import get_device
+from .core.assets import data_dir, update_manifest
+from .core.checkpoint import finalize_checkpoint
+from .core.recipes import RECIPES, get_recipe, train_recipe
+from .core.utils import get_device
 
 
 def main(argv=None) -> int:

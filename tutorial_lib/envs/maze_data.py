@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from tutorial_lib.assets import data_dir
+from tutorial_lib.core.assets import data_dir
 from tutorial_lib.envs.maze import EPISODE_LENGTHS, RESET_NOISE, point_mass_step
 from tutorial_lib.envs.maze_expert import WaypointController
 from tutorial_lib.envs.maze_grid import LAYOUTS, MazeGrid, check_layout

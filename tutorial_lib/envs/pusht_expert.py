@@ -301,9 +301,3 @@ def run_expert_episode(env, expert: PushTExpert, seed: int | None = None, state=
             "actions": np.array(actions, dtype=np.float32),
             "coverage": coverages, "success": bool(terminated),
             "max_coverage": float(coverages.max())}
-
-
-if __name__ == "__main__":  # python -m tutorial_lib.envs.pusht_expert --episodes 200 ...
-    from tutorial_lib.envs.pusht_demos import main
-
-    main()

@@ -18,7 +18,7 @@ __all__ = ["data_dir", "manifest_path", "read_manifest", "update_manifest", "sha
 def data_dir() -> Path:
     """The ``data/`` folder: ``$TUTORIAL_LIB_DATA`` if set, else ``data/`` beside the package."""
     env = os.environ.get("TUTORIAL_LIB_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
 
 
 def manifest_path() -> Path:

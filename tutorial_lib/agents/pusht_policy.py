@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .assets import data_dir
-from .ddpm import GaussianDiffusion, make_beta_schedule
-from .envs.pusht import SUCCESS_THRESHOLD, PushTEnv
-from .envs.pusht_demos import load_demonstrations, mirror_demonstrations, state_to_keypoints_obs
-from .nets.conditional_unet import ConditionalUnet1D
-from .nets.mlp import mlp
-from .stats import mean_ci95, wilson_ci95
+from ..core.assets import data_dir
+from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
+from ..envs.pusht import SUCCESS_THRESHOLD, PushTEnv
+from ..envs.pusht_demos import load_demonstrations, mirror_demonstrations, state_to_keypoints_obs
+from ..nets.conditional_unet import ConditionalUnet1D
+from ..nets.mlp import mlp
+from ..core.stats import mean_ci95, wilson_ci95
 from .trajectories import LimitsNormalizer
 
 __all__ = ["PushTPolicyConfig", "make_windows", "policy_normalizers", "PushTData", "pusht_data",
@@ -295,7 +295,7 @@ def load_policy(name: str = "pusht-diffusion-policy", device="cpu", ddim_steps: 
                 path=None):
     """The policy of recipe ``name`` (``pusht-diffusion-policy`` or ``pusht-bc``), ready to roll out:
     the shipped checkpoint, or the file at ``path`` (e.g. a retrained one)."""
-    from .recipes import load_recipe_model
+    from ..core.recipes import load_recipe_model
 
     net, ckpt, _ = load_recipe_model(name, path=path, device=device)
     cfg = PushTPolicyConfig(**ckpt["config"])
@@ -411,3 +411,15 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
             "ci95": {"mean_max_coverage": cov_ci, "mean_max_reward": rew_ci, "success": list(succ_ci)},
             "max_coverage": max_cov, "max_reward": max_reward, "steps": steps, "block_left": block_left,
             "chunk_ms": float(1000 * np.median(timings))}
+
+
+def pusht_batches(cfg: PushTPolicyConfig, data: PushTData, device):
+    """Batches of the demonstration windows as flat rows, drawn uniformly with replacement."""
+    from ..core.recipes import row_sampler
+
+    return row_sampler(data.flat().to(device))
+
+
+def pusht_extra(cfg: PushTPolicyConfig, data: PushTData) -> dict:
+    """What a Push-T policy's checkpoint keeps beside the weights: the normalisers."""
+    return {"obs_normalizer": data.obs_normalizer.state_dict(), "action_normalizer": data.action_normalizer.state_dict()}

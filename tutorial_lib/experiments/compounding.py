@@ -34,12 +34,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .assets import verify_file
-from .ddpm import GaussianDiffusion
-from .diffuser import make_diffusion
-from .envs.maze_data import generate_dataset, load_stream
-from .nets.mlp import mlp
-from .trajectories import ACTION_DIM, LimitsNormalizer, TrajectoryWindows
+from ..core.assets import verify_file
+from ..diffusion.ddpm import GaussianDiffusion
+from ..agents.diffuser import make_diffusion
+from ..envs.maze_data import generate_dataset, load_stream
+from ..nets.mlp import mlp
+from ..core.recipes import row_sampler
+from ..agents.trajectories import ACTION_DIM, LimitsNormalizer, TrajectoryWindows
 
 __all__ = ["TASKS", "CompoundingConfig", "pusht_transitions", "training_windows", "DynamicsData", "dynamics_data", "build_dynamics_net", "dynamics_loss",
            "rollout_dynamics", "sequence_windows", "build_sequence_net", "sequence_condition", "sequence_loss",
@@ -100,7 +101,7 @@ def pusht_transitions(n_test_episodes: int = 20, data: str = PUSHT_PLAY) -> tupl
     its cosine and sine), with the episodes ``[start, stop)`` split into training paths and the last
     ``n_test_episodes`` held out: ``(transitions, train_paths, test_paths)``. ``data``: a file of
     ``data/`` with the layout of :mod:`tutorial_lib.envs.pusht_play`."""
-    from .envs.pusht_play import load_play_data
+    from ..envs.pusht_play import load_play_data
 
     episodes = load_play_data(str(verify_file(data)))
     obs = episodes["obs"]
@@ -161,6 +162,17 @@ def dynamics_loss(cfg: CompoundingConfig, device=None):
     return loss
 
 
+
+def dynamics_batches(cfg: CompoundingConfig, data: DynamicsData, device):
+    """Batches of consecutive pairs, drawn uniformly with replacement."""
+    return row_sampler(data.rows.to(device))
+
+
+def dynamics_extra(cfg: CompoundingConfig, data: DynamicsData) -> dict:
+    """What a one-step model's checkpoint keeps beside the weights."""
+    return {"normalizer": data.normalizer.state_dict(), "delta_scale": data.delta_scale.tolist()}
+
+
 @torch.no_grad()
 def rollout_dynamics(model: nn.Module, delta_scale: torch.Tensor, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Autoregressive prediction ``s_hat_{k+1} = s_hat_k + delta_scale * f(s_hat_k, a_k)``.
@@ -183,7 +195,7 @@ def sequence_windows(cfg: CompoundingConfig) -> TrajectoryWindows:
 
 def build_sequence_net(cfg: CompoundingConfig):
     """Diffuser's temporal U-Net over ``(B, H, 2 + S)`` windows (``(B, H, 2 + 2 S)`` if ``cfg.relative``)."""
-    from .nets.temporal_unet import TemporalUnet
+    from ..nets.temporal_unet import TemporalUnet
     n_states = STATE_DIMS[cfg.task] * (2 if cfg.relative else 1)
     return TemporalUnet(ACTION_DIM + n_states, dim=cfg.dim, dim_mults=cfg.dim_mults)
 
@@ -278,7 +290,7 @@ def load_compounding_models(task: str = "maze", device="cpu", paths: dict | None
 
     The shipped checkpoints, or the files ``paths = {recipe name: path}`` names (e.g. retrained ones).
     """
-    from .recipes import load_recipe_model
+    from ..core.recipes import load_recipe_model
 
     if task not in RECIPES:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")

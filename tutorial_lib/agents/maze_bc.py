@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .envs.maze import MAX_SPEED
-from .envs.maze_data import load_stream
-from .envs.maze_grid import MazeGrid, check_layout
-from .nets.mlp import mlp
-from .utils import get_device
+from ..envs.maze import MAX_SPEED
+from ..envs.maze_data import load_stream
+from ..envs.maze_grid import MazeGrid, check_layout
+from ..nets.mlp import mlp
+from ..core.utils import get_device
 
 __all__ = ["MazeBCConfig", "GoalConditionedBC", "maze_bc_data", "maze_bc_loss", "BCMazePolicy", "load_maze_bc"]
 
@@ -87,6 +87,12 @@ def maze_bc_loss(model: GoalConditionedBC, batch: torch.Tensor, generator=None) 
     return (model(batch[:, :4], batch[:, 4:6]) - batch[:, 6:]).pow(2).mean()
 
 
+
+def maze_bc_recipe_loss(cfg: MazeBCConfig, device=None):
+    """The loss of the ``maze-*-bc`` recipes (it needs nothing from the config)."""
+    return maze_bc_loss
+
+
 class BCMazePolicy:
     """``action = policy(obs (4,), goal (2,))`` from a trained ``GoalConditionedBC`` (for ``evaluate_policy``)."""
 
@@ -103,7 +109,7 @@ class BCMazePolicy:
 
 def load_maze_bc(layout: str = "umaze", device=None) -> BCMazePolicy:
     """The shipped BC baseline of ``layout`` (recipe ``maze-<layout>-bc``), as a policy."""
-    from .recipes import load_pretrained
+    from ..core.recipes import load_pretrained
 
     model, _ = load_pretrained(f"maze-{layout}-bc", device=device)
     return BCMazePolicy(model, device)

@@ -10,7 +10,7 @@
   guidance weight ``w``.
 * **Inpainting** of via-points: ``DiffuserPlanner(via=...)`` pins positions inside the plan.
 
-Each returns plans in the layout of ``diffuser.Plan`` and is followed by the same PD tracker, so the
+Each returns plans in the layout of ``diffuser_planner.Plan`` and is followed by the same PD tracker, so the
 three can be compared on executed rollouts (``tutorial_lib.bench conditioning``).
 """
 
@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .diffuser import DiffuserPlanner, Plan, apply_conditioning, make_diffusion, start_goal_conditions, with_mask
-from .guidance import cfg_denoiser, drop_condition, guided_sample_loop, value_loss
-from .nets.conditional_unet import ConditionalUnet1D
-from .nets.temporal_value import TemporalValue
-from .trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
+from ..agents.diffuser_planner import DiffuserPlanner, Plan
+from ..agents.diffuser import apply_conditioning, make_diffusion, start_goal_conditions, with_mask
+from ..diffusion.guidance import cfg_denoiser, drop_condition, guided_sample_loop, value_loss
+from ..nets.conditional_unet import ConditionalUnet1D
+from ..nets.temporal_value import TemporalValue
+from ..agents.trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
 
 __all__ = ["BONUS", "bonus_return", "MazeValueConfig", "build_value_net", "value_batches", "maze_value_loss", "MazeCFGConfig",
            "build_cfg_net", "cfg_loss", "maze_cfg_loss", "GuidedPlanner", "CFGPlanner", "load_value", "load_cfg", "bonus_pairs",
@@ -228,14 +229,14 @@ class CFGPlanner(DiffuserPlanner):
 
 def load_value(name: str = "maze-medium-value", path=None, device=None):
     """The trained value network of a ``MazeValueConfig`` recipe (EMA weights): ``(net, config)``."""
-    from .recipes import load_recipe_model
+    from ..core.recipes import load_recipe_model
     net, ckpt, cfg = load_recipe_model(name, path=path, device=device)
     return net, cfg
 
 
 def load_cfg(name: str = "maze-umaze-cfg", path=None, device=None):
     """The trained CFG model: ``(model, diffusion, normalizer, config)``."""
-    from .recipes import load_recipe_model
+    from ..core.recipes import load_recipe_model
     net, ckpt, cfg = load_recipe_model(name, path=path, device=device)
     return net, make_diffusion(cfg.n_diffusion_steps, cfg.schedule), \
         LimitsNormalizer.from_state_dict(ckpt["extra"]["normalizer"]), cfg
@@ -261,7 +262,7 @@ def bonus_pairs(n_pairs: int = 40, seed: int = 0, max_detour: int = 5) -> np.nda
     """Medium-maze start/goal pairs for the bonus experiment: both in cells outside the bonus pocket
     at most ``max_detour`` grid moves from its entrance cell ``(1, 5)``, so that a detour through
     the bonus fits in one plan (256 steps). Shape ``(n, 2, 2)``."""
-    from .envs.maze_grid import MazeGrid
+    from ..envs.maze_grid import MazeGrid
 
     grid = MazeGrid.from_layout("medium")
     d = grid.distances_to((1, 5))
@@ -279,8 +280,8 @@ def via_requests(layout: str, n_pairs: int, seed: int, horizon: int, max_cells: 
     ``d(start, via) * steps_per_cell / stride`` (about the data's pace: its waypoint controller
     covers a cell in 15 to 25 steps).
     """
-    from .envs.maze_expert import make_eval_pairs
-    from .envs.maze_grid import MazeGrid
+    from ..envs.maze_expert import make_eval_pairs
+    from ..envs.maze_grid import MazeGrid
 
     grid = MazeGrid.from_layout(layout)
     rng = np.random.default_rng(seed + 1000)
@@ -316,7 +317,7 @@ def _episodes(layout: str, planner, pairs, vias=None, ks=None, seed: int = 0) ->
 def guidance_experiment(scales=(0.0, 100.0, 300.0, 1000.0, 3000.0), n_pairs: int = 40, seed: int = 0, device=None) -> dict:
     """Value guidance towards the bonus on Medium: per scale, over ``bonus_pairs``, the mean number of
     steps spent in the bonus disc, the share of episodes that enter it, and the goal success."""
-    from .diffuser import load_diffuser
+    from ..agents.diffuser import load_diffuser
 
     model, diffusion, normalizer, cfg = load_diffuser("maze-medium-diffuser", device=device)
     value, _ = load_value(device=device)
@@ -345,7 +346,7 @@ def cfg_experiment(weights=(0.0, 1.0, 2.0, 4.0, 8.0), n_pairs: int = 40, seed: i
                    device=None) -> dict:
     """Classifier-free guidance on U-Maze: per weight, executed success, the distance from the plan's
     end to the goal, and the diversity of ``n_diversity`` plans per pair (``plan_diversity``)."""
-    from .envs.maze_expert import make_eval_pairs
+    from ..envs.maze_expert import make_eval_pairs
 
     model, diffusion, normalizer, cfg = load_cfg(device=device)
     pairs = make_eval_pairs("umaze", n_pairs, seed=seed)

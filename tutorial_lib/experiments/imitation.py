@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .ddpm import GaussianDiffusion, make_beta_schedule
-from .envs.obstacle2d import (ObstacleTask, demonstration_chunks, expert_demonstrations, passing_side, rollout,
+from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
+from ..envs.obstacle2d import (ObstacleTask, demonstration_chunks, expert_demonstrations, passing_side, rollout,
                               sample_start_states)
-from .nets.conditional_mlp import ConditionalTimeMLP
-from .training import TrainResult
+from ..nets.conditional_mlp import ConditionalTimeMLP
+from ..core.training import TrainResult
 
 __all__ = ["ImitationConfig", "BCPolicy", "DiffusionPolicy", "imitation_data", "bc_loss",
            "diffusion_from_imitation_config", "diffusion_policy_loss", "build_bc", "build_diffusion_net",
@@ -107,6 +107,12 @@ def bc_loss(action_horizon: int):
     return loss
 
 
+
+def bc_recipe_loss(cfg: ImitationConfig, device=None):
+    """The loss of the ``motivation-bc`` recipe."""
+    return bc_loss(cfg.action_horizon)
+
+
 def diffusion_from_imitation_config(cfg: ImitationConfig) -> GaussianDiffusion:
     """The cosine-schedule epsilon-prediction diffusion of the policy; samples clipped to ``[-1, 1]``."""
     return GaussianDiffusion(make_beta_schedule("cosine", cfg.n_diffusion_steps), prediction="epsilon",
@@ -161,14 +167,14 @@ def build_diffusion_net(cfg: ImitationConfig) -> ConditionalTimeMLP:
 
 def train_bc(cfg: ImitationConfig = ImitationConfig(), device="cpu", progress: bool = False) -> TrainResult:
     """Train :class:`BCPolicy` on the demonstrations of ``cfg`` (the ``motivation-bc`` recipe)."""
-    from .recipes import train_recipe
+    from ..core.recipes import train_recipe
     return train_recipe("motivation-bc", cfg, device=device, progress=progress)
 
 
 def train_diffusion_policy(cfg: ImitationConfig = ImitationConfig(), device="cpu",
                            progress: bool = False) -> TrainResult:
     """Train the denoiser of :class:`DiffusionPolicy` (the ``motivation-diffusion-policy`` recipe)."""
-    from .recipes import train_recipe
+    from ..core.recipes import train_recipe
     return train_recipe("motivation-diffusion-policy", cfg, device=device, progress=progress)
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .envs.maze_data import split_at_arrivals, split_at_goal_exits
-from .envs.maze_grid import MazeGrid
+from ..envs.maze_data import split_at_arrivals, split_at_goal_exits
+from ..envs.maze_grid import MazeGrid
 
 __all__ = ["ACTION_DIM", "OBSERVATION_DIM", "TRANSITION_DIM", "SPLITS", "LimitsNormalizer",
            "make_transitions", "split_stream", "window_starts", "TrajectoryWindows"]

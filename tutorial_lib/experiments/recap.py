@@ -9,10 +9,10 @@ import time
 
 import torch
 
-from .ddpm import GaussianDiffusion
-from .langevin import annealed_langevin_dynamics, geometric_sigmas, langevin_dynamics
-from .metrics import energy_distance
-from .toy_data import GaussianMixture, sample_dataset, six_mode_mixture, song_ermon_mixture
+from ..diffusion.ddpm import GaussianDiffusion
+from ..diffusion.langevin import annealed_langevin_dynamics, geometric_sigmas, langevin_dynamics
+from ..diffusion.metrics import energy_distance
+from ..diffusion.toy_data import GaussianMixture, sample_dataset, six_mode_mixture, song_ermon_mixture
 
 __all__ = ["LANGEVIN_SETTINGS", "langevin_mode_experiment", "eval_sets", "DEFAULT_SAMPLERS", "sampler_table"]
 

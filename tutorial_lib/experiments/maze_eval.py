@@ -26,12 +26,13 @@ import time
 import numpy as np
 import torch
 
-from .diffuser import DiffuserPlanner, load_diffuser
-from .envs.maze_expert import (RandomPolicy, WaypointController, d4rl_normalized_score, evaluate_policy,
+from ..agents.diffuser_planner import DiffuserPlanner
+from ..agents.diffuser import load_diffuser
+from ..envs.maze_expert import (RandomPolicy, WaypointController, d4rl_normalized_score, evaluate_policy,
                                 make_eval_pairs, make_single_task_starts, normalized_score, run_episode)
-from .stats import mean_ci95, wilson_ci95
-from .trajectories import TRANSITION_DIM
-from .envs.maze_grid import MazeGrid, check_layout
+from ..core.stats import mean_ci95, wilson_ci95
+from ..agents.trajectories import TRANSITION_DIM
+from ..envs.maze_grid import MazeGrid, check_layout
 
 __all__ = ["beyond_horizon", "ENV_IDS", "BENCH_SEED", "VALIDATION_SEED", "PLANNER", "make_planner", "rollout_episode", "plan_timing",
            "evaluate_methods", "maze_benchmark", "single_task_benchmark"]
@@ -112,11 +113,11 @@ def _policy(method: str, layout: str, device=None, mppi_kwargs: dict | None = No
     if method == "expert":
         return WaypointController(MazeGrid.from_layout(layout), seed=0)
     if method == "bc":
-        from .maze_bc import load_maze_bc
+        from ..agents.maze_bc import load_maze_bc
 
         return load_maze_bc(layout, device=device)
     if method == "mppi":
-        from .mppi import MPPIPlanner
+        from ..agents.mppi import MPPIPlanner
 
         return MPPIPlanner(layout, seed=0, **(mppi_kwargs or {}))
     if method == "diffuser":

@@ -6,7 +6,7 @@ target does not move: the same data, the same noise distribution at every step. 
 being trained, a two-player game whose losses do not measure sample quality and whose outcome
 depends on the seed (mode dropping, oscillation). This module trains both on the six-mode
 mixture of Chapter 1 with equal MLP widths, steps and batch size, for several seeds, and scores
-each run's samples the same way (:func:`tutorial_lib.metrics.quality_ratio` and the mixture's
+each run's samples the same way (:func:`tutorial_lib.diffusion.metrics.quality_ratio` and the mixture's
 mode-weight error).
 """
 
@@ -21,12 +21,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .ddpm import GaussianDiffusion, make_beta_schedule
-from .evaluation import eval_sets
-from .metrics import quality_ratio
-from .nets.mlp import TimeMLP, mlp
-from .toy_data import sample_dataset, six_mode_mixture
-from .training import update_ema
+from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
+from .recap import eval_sets
+from ..diffusion.metrics import quality_ratio
+from ..nets.mlp import TimeMLP, mlp
+from ..diffusion.toy_data import sample_dataset, six_mode_mixture
+from ..core.training import update_ema
 
 __all__ = ["StabilityConfig", "train_ddpm_run", "train_gan_run", "stability_experiment"]
 

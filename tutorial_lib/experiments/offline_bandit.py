@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .ddpm import GaussianDiffusion, make_beta_schedule
-from .nets.mlp import TimeMLP
-from .toy_data import GaussianMixture
-from .training import TrainConfig, train
+from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
+from ..nets.mlp import TimeMLP
+from ..diffusion.toy_data import GaussianMixture
+from ..core.training import TrainConfig, train
 
 __all__ = ["BanditConfig", "behaviour_mixture", "true_reward", "ood_mask", "behaviour_dataset", "QNetwork",
            "fit_q", "cql_penalty", "argmax_q", "train_behaviour_diffusion", "diffusion_select",

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .nets.mlp import TimeMLP
+from ..nets.mlp import TimeMLP
 
 __all__ = ["NoiseConditionalScoreNet", "sample_sigmas", "dsm_loss"]
 

@@ -1,0 +1,1 @@
+"""Methods that act: Diffuser and its planner, the Push-T diffusion policy, MPPI and maze behaviour cloning."""
