@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from tutorial_lib import assets
+from tutorial_lib.core import assets
 from tutorial_lib.core.recipes import RECIPES, get_recipe
 from tutorial_lib.core.recipes import load_pretrained
 

@@ -6,7 +6,8 @@ import torch
 
 from tutorial_lib.agents.pusht_policy import (ACTION_DIM, OBS_DIM, BCPolicy, DiffusionPolicy, PushTPolicyConfig, bc_loss,
                                  build_bc_net, build_diffusion_net, diffusion_policy_loss, make_windows,
-                                 pusht_data, rollout)
+                                 pusht_data)
+from tutorial_lib.agents.pusht_rollout import rollout
 
 
 def test_windows_are_edge_padded_inside_each_episode():

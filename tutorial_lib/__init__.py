@@ -7,7 +7,7 @@ Map, from the top down; a module imports only from its own folder or the folders
 - ``experiments/``: one module per chapter experiment: ``recap`` (Chapter 1's measured claims), ``imitation``,
   ``offline_bandit``, ``compounding``, ``stability`` (Chapter 2), ``maze_eval``, ``maze_conditioning`` (Diffuser chapter).
 - ``agents/``: the methods that act: ``diffuser`` (inpainting, loss, sampling) and ``diffuser_planner`` (PD tracking),
-  ``trajectories`` (maze windows), ``pusht_policy`` (diffusion policy and BC on Push-T), ``mppi``, ``maze_bc``.
+  ``trajectories`` (maze windows), ``pusht_policy`` (diffusion policy and BC on Push-T) and ``pusht_rollout`` (running and scoring them), ``mppi``, ``maze_bc``.
 - ``diffusion/``: the generic machinery: ``ddpm`` (schedules, DDPM/DDIM), ``langevin``, ``score_matching``,
   ``guidance``, ``metrics``, ``toy_data`` (2D densities), ``toy_models`` (the 2D models of Chapter 1).
 - ``plotting.py``: figures and animations (it draws the envs' mazes and obstacle task, so it stands above ``envs/``).

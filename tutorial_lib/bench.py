@@ -169,7 +169,8 @@ def run_pusht(quick: bool = False, device=None) -> dict:
     """
     from .core.assets import data_dir
     from .envs.pusht_demos import load_demonstrations, rollout_expert
-    from .agents.pusht_policy import EVAL_SEEDS, evaluate, load_policy
+    from .agents.pusht_policy import load_policy
+    from .agents.pusht_rollout import EVAL_SEEDS, evaluate
 
     seeds = list(range(3)) if quick else list(range(500))
     expert_seeds = EVAL_SEEDS[:3] if quick else EVAL_SEEDS

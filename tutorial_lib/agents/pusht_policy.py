@@ -22,9 +22,7 @@ implementation's sampler does.
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,20 +31,17 @@ from torch import nn
 
 from ..core.assets import data_dir
 from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
-from ..envs.pusht import SUCCESS_THRESHOLD, PushTEnv
 from ..envs.pusht_demos import load_demonstrations, mirror_demonstrations, state_to_keypoints_obs
 from ..nets.conditional_unet import ConditionalUnet1D
 from ..nets.mlp import mlp
-from ..core.stats import mean_ci95, wilson_ci95
 from .trajectories import LimitsNormalizer
 
 __all__ = ["PushTPolicyConfig", "make_windows", "policy_normalizers", "PushTData", "pusht_data",
            "build_diffusion_net", "build_bc_net", "make_diffusion", "diffusion_policy_loss", "bc_loss",
-           "DiffusionPolicy", "BCPolicy", "load_policy", "rollout", "evaluate", "EVAL_SEEDS"]
+           "DiffusionPolicy", "BCPolicy", "load_policy"]
 
 OBS_DIM = 20          # 9 block keypoints (x, y) + agent (x, y): PushTEnv(obs_type="keypoints")
 ACTION_DIM = 2        # target position of the agent
-EVAL_SEEDS = tuple(range(50))   # reset seeds of the evaluation; demonstrations use seeds >= 10**6
 
 
 @dataclass(frozen=True)
@@ -305,112 +300,6 @@ def load_policy(name: str = "pusht-diffusion-policy", device="cpu", ddim_steps: 
         gen = torch.Generator(next(net.parameters()).device).manual_seed(seed)
         return DiffusionPolicy(net, cfg, *norms, ddim_steps=ddim_steps, generator=gen)
     return BCPolicy(net, cfg, *norms)
-
-
-def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool = False,
-            record_chunks: bool = False, protocol: str = "book") -> dict:
-    """Run ``policy`` in ``PushTEnv(obs_type="keypoints")`` from reset seed ``seed``, receding horizon.
-
-    ``protocol``: the env's start distribution, ``"book"`` or ``"reference"`` (``PushTEnv``).
-
-    Every ``n_action_steps`` steps the policy sees the last ``n_obs_steps`` observations (the
-    first one repeated at the start) and the env executes ``chunk[To-1 : To-1+Ta]``.
-    Returns ``max_coverage``, ``success`` (coverage > 0.95 reached), ``steps``, ``coverage`` (T,),
-    ``block_poses`` (T+1, 3) from the start, ``chunk_seconds`` (wall time of each policy call) and,
-    if asked, ``frames`` (T+1, S, S, 3) and ``chunks`` (the predicted chunks with the step each was
-    made at).
-    """
-    cfg = policy.cfg
-    env = PushTEnv(obs_type="keypoints", render_mode="rgb_array" if render else None, max_episode_steps=max_steps,
-                   reset_protocol=protocol)
-    obs, info = env.reset(seed=int(seed))
-    history = deque([obs] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps)
-    queue: deque = deque()
-    frames = [env.render()] if render else []
-    coverage, chunk_seconds, chunks, poses = [], [], [], [env.block_pose]
-    done, terminated = False, False
-    while not done:
-        if not queue:
-            t0 = time.perf_counter()
-            chunk = policy.predict_chunk(np.stack(history))
-            chunk_seconds.append(time.perf_counter() - t0)
-            if record_chunks:
-                chunks.append((len(coverage), chunk))
-            queue.extend(chunk[cfg.n_obs_steps - 1: cfg.n_obs_steps - 1 + cfg.n_action_steps])
-        obs, _, terminated, truncated, info = env.step(np.clip(queue.popleft(), 0, 512))
-        history.append(obs)
-        coverage.append(info["coverage"])
-        poses.append(env.block_pose)
-        if render:
-            frames.append(env.render())
-        done = terminated or truncated
-    out = {"max_coverage": float(max(coverage)), "success": bool(terminated), "steps": len(coverage),
-           "coverage": np.array(coverage), "block_poses": np.array(poses),
-           "chunk_seconds": np.array(chunk_seconds)}
-    if render:
-        out["frames"] = np.stack(frames)
-    if record_chunks:
-        out["chunks"] = chunks
-    return out
-
-
-def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_timing: int = 20,
-             protocol: str = "book") -> dict:
-    """Roll out from every reset seed at once and score the episodes.
-
-    The episodes run in lockstep and the policy is called once per decision point on the batch of
-    all running episodes (same results as one episode at a time up to the sampler's noise, and
-    many times faster). ``protocol``: the start distribution, ``"book"`` or ``"reference"``
-    (``PushTEnv``). Returns
-
-    - ``mean_max_coverage``: the best coverage of each episode, averaged (the book's score);
-    - ``mean_max_reward``: the paper's score, the mean of max clip(coverage / 0.95, 0, 1);
-    - ``success``: the share of episodes reaching coverage > 0.95;
-    - ``n_episodes`` and ``ci95``: the half-widths of the two means' 95 % t intervals and the
-      Wilson interval of the success rate (``stats``);
-    - per episode: ``max_coverage``, ``max_reward``, ``steps`` and ``block_left`` (the block's
-      centre left the 512 x 512 workspace: pushed through a wall);
-    - ``chunk_ms``: the median wall time of one *single-episode* policy call (batch of 1), over
-      the first ``n_timing`` start states.
-    """
-    cfg = policy.cfg
-    seeds = [int(s) for s in seeds]
-    envs = [PushTEnv(obs_type="keypoints", max_episode_steps=max_steps, reset_protocol=protocol) for _ in seeds]
-    first = [env.reset(seed=s)[0] for env, s in zip(envs, seeds)]
-    histories = [deque([o] * cfg.n_obs_steps, maxlen=cfg.n_obs_steps) for o in first]
-    queues = [deque() for _ in seeds]
-    max_cov, steps = np.zeros(len(seeds)), np.zeros(len(seeds), int)
-    success, block_left = np.zeros(len(seeds), bool), np.zeros(len(seeds), bool)
-    active = list(range(len(seeds)))
-    while active:
-        need = [i for i in active if not queues[i]]
-        if need:
-            chunks = policy.predict_chunk(np.stack([np.stack(histories[i]) for i in need]))
-            for i, chunk in zip(need, chunks):
-                queues[i].extend(chunk[cfg.n_obs_steps - 1: cfg.n_obs_steps - 1 + cfg.n_action_steps])
-        still = []
-        for i in active:
-            obs, _, terminated, truncated, info = envs[i].step(np.clip(queues[i].popleft(), 0, 512))
-            histories[i].append(obs)
-            max_cov[i], steps[i] = max(max_cov[i], info["coverage"]), steps[i] + 1
-            success[i] |= terminated
-            pos = envs[i].block_pose[:2]
-            block_left[i] |= bool((pos < 0).any() or (pos > 512).any())
-            if not (terminated or truncated):
-                still.append(i)
-        active = still
-    timings = []
-    for o in first[:n_timing]:
-        t0 = time.perf_counter()
-        policy.predict_chunk(np.stack([o] * cfg.n_obs_steps))
-        timings.append(time.perf_counter() - t0)
-    max_reward = np.clip(max_cov / SUCCESS_THRESHOLD, 0.0, 1.0)
-    cov_ci, rew_ci, succ_ci = mean_ci95(max_cov)[1], mean_ci95(max_reward)[1], wilson_ci95(int(success.sum()), len(seeds))
-    return {"mean_max_coverage": float(max_cov.mean()), "mean_max_reward": float(max_reward.mean()),
-            "success": float(success.mean()), "n_episodes": len(seeds),
-            "ci95": {"mean_max_coverage": cov_ci, "mean_max_reward": rew_ci, "success": list(succ_ci)},
-            "max_coverage": max_cov, "max_reward": max_reward, "steps": steps, "block_left": block_left,
-            "chunk_ms": float(1000 * np.median(timings))}
 
 
 def pusht_batches(cfg: PushTPolicyConfig, data: PushTData, device):
