@@ -20,6 +20,12 @@ def test_motivation_bench_quick():
         assert isinstance(rl[key], float), key
     # even the small version shows the extrapolation problem: the regression Q's argmax leaves the data
     assert rl["naive_ood_rate"] > 0.9 and rl["behavior_ood_rate"] < 0.01
+    # every rate and mean comes with its 95 % interval
+    for key in ("bc_success", "diffusion_success"):
+        low, high = mm["ci95"][key]
+        assert low <= mm[key] <= high
+    for method in ("behavior", "naive", "conservative", "diffusion"):
+        assert rl["ci95"][method]["return"] >= 0 and len(rl["ci95"][method]["ood_rate"]) == 2
     for key in ("compounding", "compounding_pusht"):
         check_compounding(result[key])
 
@@ -27,6 +33,7 @@ def test_motivation_bench_quick():
 def check_compounding(cp):
     n = len(cp["horizons"])
     assert n >= 3 and len(cp["autoregressive_error"]) == n and len(cp["diffusion_error"]) == n
+    assert len(cp["ci95"]["autoregressive_error"]) == n and len(cp["ci95"]["diffusion_error"]) == n
     assert cp["horizons"] == sorted(cp["horizons"])
     assert all(e > 0 for e in cp["autoregressive_error"] + cp["diffusion_error"])
     ratio = cp["autoregressive_error"][-1] / cp["diffusion_error"][-1]

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..core.assets import verify_file
+from ..core.stats import mean_ci95
 from ..diffusion.ddpm import GaussianDiffusion
 from ..agents.diffuser import make_diffusion
 from ..envs.maze_data import generate_dataset, load_stream
@@ -328,13 +329,14 @@ def heldout_windows(cfg: CompoundingConfig, normalizer: LimitsNormalizer, n_wind
 
 
 def position_errors(pred: torch.Tensor, true: torch.Tensor, normalizer: LimitsNormalizer,
-                    task: str = "maze") -> np.ndarray:
+                    task: str = "maze", per_window: bool = False) -> np.ndarray:
     """Mean over windows of the position error at every step (maze: the ball, in cells; Push-T: the
-    block, in pixels): ``(B, H, S)`` x 2 -> ``(H,)``."""
+    block, in pixels): ``(B, H, S)`` x 2 -> ``(H,)``; with ``per_window``, ``(B, H)`` unaveraged."""
     state_norm = normalizer.sub(ACTION_DIM, normalizer.dim)
     pos = POSITION[task]
     p, t = state_norm.unnormalize(pred.cpu())[..., pos], state_norm.unnormalize(true.cpu())[..., pos]
-    return (p - t).norm(dim=-1).mean(0).numpy()
+    err = (p - t).norm(dim=-1)
+    return err.numpy() if per_window else err.mean(0).numpy()
 
 
 def compounding_experiment(dynamics, delta_scale, seq_model, normalizer: LimitsNormalizer,
@@ -354,8 +356,9 @@ def compounding_experiment(dynamics, delta_scale, seq_model, normalizer: LimitsN
     diffusion = make_diffusion(cfg.n_diffusion_steps)
     gen = torch.Generator().manual_seed(seed)
     dm = sample_sequences(seq_model, diffusion, states[:, 0], actions, generator=gen, relative=cfg.relative)
-    err_ar = position_errors(ar, states, normalizer, cfg.task)
-    err_dm = position_errors(dm, states, normalizer, cfg.task)
+    win_ar = position_errors(ar, states, normalizer, cfg.task, per_window=True)
+    win_dm = position_errors(dm, states, normalizer, cfg.task, per_window=True)
+    err_ar, err_dm = win_ar.mean(0), win_dm.mean(0)
     hs = list(horizons)
     state_norm = normalizer.sub(ACTION_DIM, normalizer.dim)
     return {"horizons": hs,
@@ -363,6 +366,8 @@ def compounding_experiment(dynamics, delta_scale, seq_model, normalizer: LimitsN
             "diffusion_error": [float(err_dm[h]) for h in hs],
             "error_ratio_at_max_horizon": float(err_ar[hs[-1]] / err_dm[hs[-1]]),
             "n_windows": len(x),
+            "ci95": {"autoregressive_error": [mean_ci95(win_ar[:, h])[1] for h in hs],
+                     "diffusion_error": [mean_ci95(win_dm[:, h])[1] for h in hs]},
             "true": state_norm.unnormalize(states).numpy(),
             "autoregressive": state_norm.unnormalize(ar).numpy(),
             "diffusion": state_norm.unnormalize(dm).numpy()}

@@ -25,6 +25,7 @@ from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
 from ..envs.obstacle2d import (ObstacleTask, demonstration_chunks, expert_demonstrations, passing_side, rollout,
                               sample_start_states)
 from ..nets.conditional_mlp import ConditionalTimeMLP
+from ..core.stats import wilson_ci95
 from ..core.training import TrainResult
 
 __all__ = ["ImitationConfig", "BCPolicy", "DiffusionPolicy", "imitation_data", "bc_loss",
@@ -211,6 +212,8 @@ def multimodal_experiment(cfg: ImitationConfig = ImitationConfig(), n_eval: int 
         "diffusion_success": dp_out["success"].float().mean().item(),
         "diffusion_collision": dp_out["collided"].float().mean().item(),
         "diffusion_success_by_action_steps": by_steps,
+        "ci95": {"bc_success": list(wilson_ci95(int(bc_out["success"].sum().item()), n_eval)),
+                 "diffusion_success": list(wilson_ci95(int(dp_out["success"].sum().item()), n_eval))},
         "diffusion_left_share": (sides < 0).float().mean().item() if len(sides) else float("nan"),
         "bc_train_seconds": bc.history["wall_time"][-1],
         "diffusion_train_seconds": dp.history["wall_time"][-1],

@@ -31,6 +31,7 @@ from torch import nn
 from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
 from ..nets.mlp import TimeMLP
 from ..diffusion.toy_data import GaussianMixture
+from ..core.stats import mean_ci95, wilson_ci95
 from ..core.training import TrainConfig, train
 
 __all__ = ["BanditConfig", "behaviour_mixture", "true_reward", "ood_mask", "behaviour_dataset", "QNetwork",
@@ -249,14 +250,16 @@ def offline_bandit_experiment(cfg: BanditConfig = BanditConfig(), alphas=(0.1, 1
 
     t0 = time.perf_counter()
     q = fit_q(actions, rewards, cfg, progress=progress)
-    out["naive_return"], out["naive_ood_rate"] = _score(argmax_q(q, starts, cfg.ascent_steps, cfg.ascent_lr))
+    naive = argmax_q(q, starts, cfg.ascent_steps, cfg.ascent_lr)
+    out["naive_return"], out["naive_ood_rate"] = _score(naive)
     out["q_train_seconds"] = time.perf_counter() - t0
 
-    by_alpha = {}
+    by_alpha, picked = {}, {}
     for alpha in sorted(set(alphas) | {cfg.cql_alpha}):
         q_cql = fit_q(actions, rewards, cfg, alpha=alpha, progress=progress)
-        ret, ood = _score(argmax_q(q_cql, starts, cfg.ascent_steps, cfg.ascent_lr))
-        by_alpha[alpha] = {"return": ret, "ood_rate": ood}
+        picked[alpha] = argmax_q(q_cql, starts, cfg.ascent_steps, cfg.ascent_lr)
+        ret, ood = _score(picked[alpha])
+        by_alpha[alpha] = {"return": ret, "ood_rate": ood, "ci95": _score_ci95(picked[alpha])}
     out["conservative_alpha"] = cfg.cql_alpha
     out["conservative_return"] = by_alpha[cfg.cql_alpha]["return"]
     out["conservative_ood_rate"] = by_alpha[cfg.cql_alpha]["ood_rate"]
@@ -269,4 +272,15 @@ def offline_bandit_experiment(cfg: BanditConfig = BanditConfig(), alphas=(0.1, 1
     out["diffusion_return"], out["diffusion_ood_rate"] = _score(chosen)
     samples = diffusion.p_sample_loop(model, (cfg.n_decisions, 2), generator=g)
     out["diffusion_sample_ood_rate"] = ood_mask(samples).float().mean().item()
+    out["n_decisions"] = int(cfg.n_decisions)
+    out["ci95"] = {"behavior": _score_ci95(actions), "naive": _score_ci95(naive),
+                   "conservative": _score_ci95(picked[cfg.cql_alpha]), "diffusion": _score_ci95(chosen)}
     return out
+
+
+def _score_ci95(actions: torch.Tensor) -> dict:
+    """95 % intervals of ``_score``: the half-width of the mean true reward's t interval, and the
+    Wilson interval of the OOD rate, over the ``(N, 2)`` actions."""
+    _, half = mean_ci95(true_reward(actions).cpu().numpy())
+    ood = ood_mask(actions)
+    return {"return": half, "ood_rate": list(wilson_ci95(int(ood.sum().item()), len(ood)))}
