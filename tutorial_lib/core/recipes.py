@@ -268,6 +268,14 @@ RECIPES: dict[str, Recipe] = {
     "pusht-bc": _pusht_recipe(
         "pusht-bc", "behaviour cloning (MLP, squared loss) of the same action chunks (Chapter 3)",
         "build_bc_net", "bc_loss", dict(n_steps=20_000, lr=1e-3, mirror=True)),
+    "literature-hybrid-prior": Recipe(
+        name="literature-hybrid-prior", config_class=Ref("tutorial_lib.experiments.literature_hybrid:HybridPriorConfig"),
+        description="trajectory diffusion prior (TemporalUnet, width 16) of 3000 optimiser solutions in the Medium "
+                    "maze, start and goal inpainted (Literature: hybrid, Motion Planning Diffusion)",
+        build_model=Ref("tutorial_lib.experiments.literature_hybrid:build_prior_net"),
+        training_data=Ref("tutorial_lib.experiments.literature_hybrid:prior_data"),
+        make_loss=Ref("tutorial_lib.experiments.literature_hybrid:prior_loss"),
+    ),
 }
 
 
