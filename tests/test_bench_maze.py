@@ -58,6 +58,8 @@ def test_conditioning_bench_quick():
     assert set(guidance) == {"0.0", "100.0", "300.0", "1000.0", "3000.0"}
     for row in guidance.values():
         assert 0 <= row["bonus_visited"] <= 1 and 0 <= row["success"] <= 1 and row["bonus_steps"] >= 0
+        low, high = row["ci95"]["success"]
+        assert low <= row["success"] <= high and row["n_episodes"] == 2
     for row in result["classifier_free"]["weights"].values():
         assert 0 <= row["success"] <= 1 and row["end_error"] >= 0 and row["diversity"] >= 0
     for case in ("without", "with"):
