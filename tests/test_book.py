@@ -310,7 +310,7 @@ def outputs_text(nb: dict) -> str:
     return "\n".join(parts)
 
 
-QUOTING_PAGES = ["book/motivation/index.md"]
+QUOTING_PAGES = ["book/motivation/index.md", "book/summary.md"]
 
 
 @pytest.mark.parametrize("page", QUOTING_PAGES)

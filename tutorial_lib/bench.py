@@ -8,6 +8,11 @@ Suites:
     maze        Chapter 3: random, the waypoint expert, behaviour cloning, MPPI and Diffuser on the
                 three maze2d layouts, 100 fixed start/goal pairs each.
     pusht       Chapter 3: the scripted expert, behaviour cloning and Diffusion Policy on Push-T.
+    conditioning  Chapter 3: value guidance, classifier-free guidance and via-points in the maze.
+    literature  Part 4: model-based diffusion against MPPI at equal roll-outs; a planning prior
+                learned from an optimiser's solutions against the optimiser.
+    limitations Part 5: compute (training cost, NFE and time per decision against quality),
+                variance (spread over noise, remedies), constraints (walls, unseen obstacles, remedies).
 
 ``--quick`` runs a much smaller version (for tests); its numbers are not the benchmark's.
 """
@@ -21,7 +26,8 @@ import time
 
 import torch
 
-__all__ = ["run_recap", "run_motivation", "run_maze", "run_pusht", "run_conditioning", "SUITES", "main"]
+__all__ = ["run_recap", "run_motivation", "run_maze", "run_pusht", "run_conditioning", "run_literature", "run_limitations",
+           "SUITES", "main"]
 
 
 def _log(msg: str) -> None:
@@ -109,7 +115,7 @@ def run_motivation(quick: bool = False, device=None) -> dict:
         im_cfg, n_eval, bandit_cfg, alphas = ImitationConfig(), 100, BanditConfig(), (0.1, 1.0, 10.0)
     _log(f"imitation: BC vs diffusion policy on {im_cfg.n_demos} two-way demonstrations")
     mm = multimodal_experiment(im_cfg, n_eval=n_eval, device="cpu")
-    result["multimodal"] = _rounded({k: v for k, v in mm.items() if not k.endswith("_rollout")})
+    result["multimodal"] = _rounded({k: v for k, v in mm.items() if not k.endswith("_rollout")}, 4)
     _log(f"  success: BC {mm['bc_success']:.2f}, diffusion {mm['diffusion_success']:.2f}")
     _log("offline RL: 2D bandit with four-mode behaviour data")
     rl = offline_bandit_experiment(bandit_cfg, alphas=alphas)
@@ -239,13 +245,60 @@ def run_conditioning(quick: bool = False, device=None) -> dict:
     for key, run in (("guidance", guidance_experiment), ("classifier_free", cfg_experiment),
                      ("inpainting", inpainting_experiment)):
         t0 = time.perf_counter()
-        result[key] = _rounded(run(n_pairs=n, seed=0, device=device or "cpu"))
+        result[key] = _with_wilson(_rounded(run(n_pairs=n, seed=0, device=device or "cpu")), n)
         _log(f"{key}: {time.perf_counter() - t0:.0f} s")
     return result
 
 
+_RATES = ("success", "bonus_visited", "via_passed", "both")
+
+
+def _with_wilson(entry, n: int):
+    """Add ``ci95``, the Wilson 95 % intervals of the shares ``_RATES`` over ``n`` episodes, to every
+    dict of a (nested) result that has one; a share k / n is stored rounded, so k is recovered."""
+    from .core.stats import wilson_ci95
+
+    if not isinstance(entry, dict):
+        return entry
+    out = {k: _with_wilson(v, n) for k, v in entry.items()}
+    rates = {k: v for k, v in entry.items() if k in _RATES and isinstance(v, float)}
+    if rates:
+        out["ci95"] = {k: [round(x, 4) for x in wilson_ci95(round(v * n), n)] for k, v in rates.items()}
+        out["n_episodes"] = n
+    return out
+
+
+def run_literature(quick: bool = False, device=None) -> dict:
+    """Part 4's runnable examples: ``model_based`` (``experiments.literature_model_based``) and
+    ``hybrid`` (``experiments.literature_hybrid``); see each module's ``bench``."""
+    from .experiments import literature_hybrid, literature_model_based
+
+    result: dict = {"suite": "literature", "quick": quick, "torch_threads": torch.get_num_threads()}
+    for key, module in (("model_based", literature_model_based), ("hybrid", literature_hybrid)):
+        _log(f"{key}")
+        t0 = time.perf_counter()
+        result[key] = module.bench(quick=quick)
+        _log(f"  {result[key]} ({time.perf_counter() - t0:.0f} s)")
+    return result
+
+
+def run_limitations(quick: bool = False, device=None) -> dict:
+    """Part 5's measured limitations: ``compute``, ``variance`` and ``constraints`` (the modules
+    ``experiments.limitations_*``; see each ``bench``)."""
+    from .experiments import limitations_compute, limitations_constraints, limitations_variance
+
+    result: dict = {"suite": "limitations", "quick": quick, "torch_threads": torch.get_num_threads()}
+    for key, module in (("compute", limitations_compute), ("variance", limitations_variance),
+                        ("constraints", limitations_constraints)):
+        _log(f"{key}")
+        t0 = time.perf_counter()
+        result[key] = module.bench(quick=quick)
+        _log(f"  done ({time.perf_counter() - t0:.0f} s)")
+    return result
+
+
 SUITES = {"recap": run_recap, "motivation": run_motivation, "maze": run_maze, "pusht": run_pusht,
-          "conditioning": run_conditioning}
+          "conditioning": run_conditioning, "literature": run_literature, "limitations": run_limitations}
 
 
 def main(argv=None) -> int:
