@@ -356,9 +356,10 @@ def compounding_experiment(dynamics, delta_scale, seq_model, normalizer: LimitsN
     diffusion = make_diffusion(cfg.n_diffusion_steps)
     gen = torch.Generator().manual_seed(seed)
     dm = sample_sequences(seq_model, diffusion, states[:, 0], actions, generator=gen, relative=cfg.relative)
-    win_ar = position_errors(ar, states, normalizer, cfg.task, per_window=True)
+    err_ar = position_errors(ar, states, normalizer, cfg.task)      # the means (torch's reduction, as printed)
+    err_dm = position_errors(dm, states, normalizer, cfg.task)
+    win_ar = position_errors(ar, states, normalizer, cfg.task, per_window=True)   # per window, for the intervals
     win_dm = position_errors(dm, states, normalizer, cfg.task, per_window=True)
-    err_ar, err_dm = win_ar.mean(0), win_dm.mean(0)
     hs = list(horizons)
     state_norm = normalizer.sub(ACTION_DIM, normalizer.dim)
     return {"horizons": hs,
