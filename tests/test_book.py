@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -171,6 +172,57 @@ def test_colab_cell_clones_installs_and_enters_the_notebook_folder(monkeypatch):
         ("cd", "/content/book/book/recap"),
     ]
     assert sys.path[0] == "/content/book"
+
+
+class _RunningShell:
+    """Stands in for Colab's IPython shell and runs what the cell asks: ``!`` commands in a real
+    shell; ``%pip install`` as ``pip install --dry-run --no-deps`` (pip resolves the clone as an
+    installable project, and nothing in this environment changes)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def system(self, command):
+        self.calls.append(("!", command))
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"the Colab cell's command failed: {command}\n{done.stderr[-2000:]}"
+
+    def run_line_magic(self, name, line, *args):
+        self.calls.append(("%", f"{name} {line}"))
+        assert name == "pip" and line.startswith("install "), f"unexpected magic %{name} {line}"
+        command = [sys.executable, "-m", "pip", *line.split(), "--dry-run", "--no-deps", "--no-build-isolation"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"pip refused the Colab cell's install: {line}\n{done.stderr[-2000:]}"
+
+
+def test_colab_cell_sets_up_a_working_clone(monkeypatch, tmp_path):
+    """The set-up cell run for real, with Colab simulated and this repository cloned from disk in
+    place of its web address: the clone is made, pip accepts it, the cell ends in the notebook's
+    folder of the clone, and tutorial_lib imports from the clone."""
+    import colab_cell
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    head = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                          text=True)
+    if head.returncode != 0 or head.stdout.strip() == "HEAD":
+        pytest.skip("not on a git branch: nothing to clone with --branch")
+    clone = tmp_path / "content" / "book"
+    monkeypatch.setattr(colab_cell, "COLAB_CLONE_DIR", str(clone))
+    cell = colab_cell.colab_setup_cell("book/recap", url=f"file://{REPO_ROOT}", branch=head.stdout.strip())
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    shell = _RunningShell()
+    exec(compile(TransformerManager().transform_cell(cell), "<colab cell>", "exec"), {"get_ipython": lambda: shell})
+
+    assert [kind for kind, _ in shell.calls] == ["!", "%"]
+    assert Path.cwd() == clone / "book" / "recap"
+    assert sys.path[0] == str(clone)
+    assert {p.name for p in (REPO_ROOT / "book" / "recap").glob("*.ipynb")} <= {p.name for p in Path.cwd().glob("*.ipynb")}
+    where = subprocess.run([sys.executable, "-c", "import tutorial_lib; print(tutorial_lib.__file__)"],
+                           env=dict(os.environ, PYTHONPATH=str(clone)), capture_output=True, text=True, cwd=Path.cwd())
+    assert where.returncode == 0 and where.stdout.strip().startswith(str(clone)), where.stderr[-1000:]
+    assert (clone / "data" / "MANIFEST.json").is_file(), "the clone lacks the shipped data the notebooks load"
 
 
 def test_colab_cell_rejects_a_path_outside_the_repository():

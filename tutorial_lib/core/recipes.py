@@ -286,10 +286,15 @@ def get_recipe(name: str) -> Recipe:
 
 
 def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | None = None,
-                 device=None, progress: bool = True) -> TrainResult:
+                 device=None, progress: bool = True, precision: str = "fp32",
+                 checkpoint_every: int | None = None) -> TrainResult:
     """Train recipe ``name`` (with its default config unless ``config`` is given).
 
     With ``checkpoint_path`` the run saves as it goes and resumes from an existing file.
+    ``precision`` is passed to :func:`~tutorial_lib.core.training.train` (``"fp32"``, ``"bf16"``,
+    ``"fp16"``). ``checkpoint_every`` overrides the steps between checkpoints (default: 2000, or
+    ``n_steps`` if fewer). Under torchrun, call :func:`~tutorial_lib.core.distributed.init_from_environment`
+    first (``python -m tutorial_lib.train`` does): the run is then data-parallel.
     """
     recipe = get_recipe(name)
     cfg = config if config is not None else recipe.config()
@@ -306,9 +311,12 @@ def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | No
         sample_batch = row_sampler(data)
 
     extra = recipe.extra(cfg, data) if recipe.extra is not None else None
-    return train(model, recipe.make_loss(cfg, device), sample_batch, recipe.train_config(cfg), name=name,
+    train_config = recipe.train_config(cfg)
+    if checkpoint_every is not None:
+        train_config = dataclasses.replace(train_config, checkpoint_every=int(checkpoint_every))
+    return train(model, recipe.make_loss(cfg, device), sample_batch, train_config, name=name,
                  recipe_config=cfg, checkpoint_path=checkpoint_path, device=device, progress=progress,
-                 hint=f"re-create it with: {recipe.command()}", extra=extra)
+                 hint=f"re-create it with: {recipe.command()}", extra=extra, precision=precision)
 
 
 def load_recipe_model(name: str, path=None, device=None, ema: bool = True):

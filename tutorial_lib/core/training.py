@@ -5,6 +5,11 @@ best device available. With a ``checkpoint_path`` it writes a checkpoint every
 ``checkpoint_every`` steps and when interrupted (Ctrl-C), and a later call with the same path
 resumes where it stopped, restoring the model, the EMA weights, the optimizer, the history and
 the random generator, so an interrupted run ends exactly where an uninterrupted one would.
+
+Started by ``torchrun`` (after :func:`tutorial_lib.core.distributed.init_from_environment`), the
+same loop trains data-parallel with ``DistributedDataParallel``: see :mod:`.distributed` for how
+the global batch is split and how the noise is seeded. ``precision="bf16"`` or ``"fp16"`` runs
+the forward pass under autocast (fp16 with loss scaling, on CUDA only).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .utils import get_device
 
@@ -75,6 +82,22 @@ class TrainResult:
     resumed_from: int = 0
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _LossModule(torch.nn.Module):
+    """``loss_fn(model, batch, generator)`` as a module's forward, so that DistributedDataParallel
+    sees the forward pass (the losses call model methods such as ``bind``, not only ``forward``)."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch, generator):
+        return self.loss_fn(self.model, batch, generator)
+
+
 @torch.no_grad()
 def update_ema(ema_model: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """``theta_ema <- decay * theta_ema + (1 - decay) * theta`` for every parameter and buffer."""
@@ -88,7 +111,8 @@ def train(model: torch.nn.Module,
           sample_batch: Callable[[int, torch.Generator], Any],
           config: TrainConfig, *, name: str, recipe_config: Any = None,
           checkpoint_path: str | Path | None = None, device: str | torch.device | None = None,
-          progress: bool = True, hint: str = "", extra: dict | None = None) -> TrainResult:
+          progress: bool = True, hint: str = "", extra: dict | None = None,
+          precision: str = "fp32") -> TrainResult:
     """Train ``model`` to minimise ``loss_fn(model, sample_batch(batch_size, generator), generator)``.
 
     Args:
@@ -103,16 +127,37 @@ def train(model: torch.nn.Module,
         device: ``None`` picks cuda, then mps, then cpu.
         progress: show a ``tqdm`` progress bar.
         extra: saved in every checkpoint beside the weights (e.g. the data normaliser).
+        precision: ``"fp32"``; ``"bf16"`` (autocast, CPU or CUDA) or ``"fp16"`` (autocast with
+            loss scaling, CUDA only). The weights, the optimizer and the EMA stay in fp32.
+    Under torchrun (a process group is initialised) the model is wrapped in
+    ``DistributedDataParallel``, each rank trains on its slice of the global batch
+    ``config.batch_size`` and rank 0 alone writes the checkpoint.
     Returns:
         A :class:`TrainResult`; ``history`` holds ``step``, ``loss`` (mean over ``log_every``
         steps) and ``wall_time`` (seconds since the start of training, summed over resumptions).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     device = get_device(device)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision='fp16' needs a CUDA device (loss scaling); on {device.type} use 'bf16' or 'fp32'")
+    ctx = distributed.current()
+    if ctx is not None and config.batch_size % ctx.world_size:
+        raise ValueError(f"{name}: batch_size {config.batch_size} does not split evenly over "
+                         f"{ctx.world_size} processes; choose a multiple of {ctx.world_size}")
     model = model.to(device)
     ema_model = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
+    # one process: one generator draws the batches and the loss's noise (as it always has);
+    # several: the batch generator is the same on every rank, the noise generator each rank's own
+    noise_generator = generator if ctx is None else torch.Generator(device=device)
+    forward = _LossModule(model, loss_fn)
+    if ctx is not None:
+        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    autocast_dtype = PRECISIONS[precision]
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     recipe_config = recipe_config if recipe_config is not None else config
     history: dict = {"step": [], "loss": [], "wall_time": []}
     step = 0
@@ -130,6 +175,8 @@ def train(model: torch.nn.Module,
     resumed_from = step
 
     def save():
+        if ctx is not None and not ctx.is_main:
+            return
         if checkpoint_path is not None:
             hist = dict(history, pending=[running, n_running]) if n_running else history
             save_checkpoint(checkpoint_path, name=name, config=recipe_config, model=model,
@@ -141,28 +188,41 @@ def train(model: torch.nn.Module,
     # the loss summed over the current logging window; kept in the checkpoint so that an
     # interrupted run logs exactly what an uninterrupted one would
     running, n_running = history.pop("pending", [0.0, 0])
-    bar = tqdm(total=config.n_steps, initial=step, disable=not progress, desc=name, leave=False)
+    bar = tqdm(total=config.n_steps, initial=step, disable=not progress or (ctx is not None and not ctx.is_main),
+               desc=name, leave=False)
     model.train()
     try:
         while step < config.n_steps:
             if config.lr_schedule == "cosine":
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.n_steps))
-            batch = sample_batch(config.batch_size, generator)
-            loss = loss_fn(model, batch, generator)
+            batch = distributed.shard(sample_batch(config.batch_size, generator), ctx)
+            if ctx is not None:  # reseeded every step, so a run resumed at any step goes on exactly
+                noise_generator.manual_seed(distributed.rank_noise_seed(config.seed, ctx.rank, step))
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                loss = forward(batch, noise_generator)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{name}: loss became {loss.item()} at step {step}; "
                                          "lower the learning rate or check the data scaling")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             update_ema(ema_model, model, config.ema_decay)
             step += 1
             running += loss.item()
             n_running += 1
             if step % config.log_every == 0 or step == config.n_steps:
+                running = distributed.all_reduce_mean(running, ctx, device)
                 history["step"].append(step)
                 history["loss"].append(running / n_running)
                 history["wall_time"].append(elapsed0 + time.perf_counter() - t0)
