@@ -41,12 +41,13 @@ PYTEST_ARGS := tests book \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 --durations=15
 
-.PHONY: help venv book html chromium test pytest bench clean
+.PHONY: help venv book html chromium test pytest bench mutate clean
 
 help:
 	@echo "make book              build the website into $(SITE) (sets up $(VENV) first)"
 	@echo "make test              build, then run unit tests, notebooks and the browser test"
 	@echo "make bench SUITE=name  run python -m tutorial_lib.bench name"
+	@echo "make mutate            mutation testing of the library's core (mutmut; slow, not part of make test)"
 	@echo "make clean             remove $(SITE) and caches (keeps $(VENV))"
 
 venv: $(STAMP)
@@ -119,6 +120,26 @@ test: $(STAMP) chromium
 
 bench: $(STAMP)
 	"$(BIN)/python" -m tutorial_lib.bench $(SUITE)
+
+# Mutation testing of tutorial_lib's core with mutmut (a dev-only tool, requirements-dev.txt): the modules
+# listed under [tool.mutmut] in pyproject.toml, each mutant checked by the unit tests that call the mutated
+# function. One worker by default (MUTATE_CHILDREN); MUTATE=<pattern> checks a subset, e.g.
+# make mutate MUTATE='tutorial_lib.agents.mppi*'. Results are cached in mutants/ (delete it to start over).
+# Prints the score per module and overall; tests/MUTANTS.md lists the survivors with a reason each.
+MUTATE ?=
+MUTATE_CHILDREN ?= 1
+mutate: $(STAMP)
+	@t0=$$SECONDS; \
+	if ! "$(BIN)/python" -c "import mutmut" 2> /dev/null; then \
+	  echo "==> installing the dev tools (pip install -r requirements-dev.txt)"; \
+	  "$(BIN)/python" -m pip install --quiet $(PIP_INSTALL_ARGS) -c constraints.txt -r requirements-dev.txt; \
+	fi; \
+	echo "==> mutmut run --max-children $(MUTATE_CHILDREN) $(MUTATE) (log: _build/mutmut.log)"; mkdir -p _build; \
+	PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MPLBACKEND=Agg TUTORIAL_LIB_DATA="$(CURDIR)/data" \
+	  "$(BIN)/python" -m mutmut run --max-children $(MUTATE_CHILDREN) $(MUTATE) > _build/mutmut.log 2>&1 \
+	  || { tail -n 30 _build/mutmut.log >&2; echo "error: mutmut failed; log in _build/mutmut.log" >&2; exit 1; }; \
+	TUTORIAL_LIB_DATA="$(CURDIR)/data" "$(BIN)/python" tests/mutation_score.py; \
+	echo "==> make mutate finished ($$((SECONDS - t0)) s)"
 
 clean:
 	rm -rf _build .pytest_cache

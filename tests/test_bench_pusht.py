@@ -12,9 +12,14 @@ def test_pusht_bench_quick():
     assert any(line.startswith("[bench]") for line in lines[:-1]), "progress lines expected before the JSON"
     result = json.loads(lines[-1])
     assert result["suite"] == "pusht" and result["quick"] is True and result["n_episodes"] == 3
-    for method in ("expert", "bc", "diffusion_policy"):
-        assert 0.0 <= result[method]["mean_max_coverage"] <= 1.0, method
-        assert 0.0 <= result[method]["success"] <= 1.0, method
+    # The shipped policies must push the block: on these 3 starts (block coverage at the start 0, 0.17 and 0)
+    # the diffusion policy reaches 0.94 - 0.97 in every episode (0.87 - 0.98 from the reference's starts) and
+    # BC 0.59 - 0.64 on average (0.86), on either CPU kernel path. A policy whose chunks are off (e.g. in
+    # normalized units: the agent parks in a corner) keeps the start's coverage, below 0.1 on average.
+    dp, bc = result["diffusion_policy"], result["bc"]
+    assert dp["mean_max_coverage"] > 0.85 and dp["success"] >= 1 / 3, dp
+    assert result["reference_protocol"]["diffusion_policy"]["mean_max_coverage"] > 0.8, result["reference_protocol"]
+    assert bc["mean_max_coverage"] > 0.4 and result["reference_protocol"]["bc"]["mean_max_coverage"] > 0.5, result
     for entry in (result["bc"], result["diffusion_policy"], result["reference_protocol"]["bc"],
                   result["reference_protocol"]["diffusion_policy"]):
         assert entry["n_episodes"] == 3

@@ -158,3 +158,32 @@ def test_finalize_drops_only_the_optimizer_state(tmp_path):
     more = _fit(25, tmp_path / "f.pt")
     assert more.resumed_from == 20 and more.step == 25
     assert not list(tmp_path.glob("*.tmp"))
+
+
+class _RunsCodeOnLoad:
+    """An object whose unpickling calls ``_mark_loaded``: what a checkpoint must never be able to do."""
+
+    def __reduce__(self):
+        return (_mark_loaded, ())
+
+
+LOADED = []
+
+
+def _mark_loaded():
+    LOADED.append(True)
+    return "ran"
+
+
+def test_loading_runs_no_code_from_the_file(tmp_path):
+    """Checkpoints load with ``weights_only=True``: a file that would run code when unpickled is refused, unrun."""
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "model_state": {}, "name": "toy", "config": {}, "optimizer_state": None,
+                "payload": _RunsCodeOnLoad()}, path)
+    LOADED.clear()
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+    from tutorial_lib.core.checkpoint import finalize_checkpoint
+    with pytest.raises(Exception):
+        finalize_checkpoint(path)
+    assert LOADED == [], "loading a checkpoint ran code stored in it"

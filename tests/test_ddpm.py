@@ -170,3 +170,30 @@ def test_respacing_keeps_the_marginals_and_maps_the_steps():
     seen = []
     respaced_model(lambda x, t: seen.append(t) or x, steps)(torch.zeros(2, 2), torch.tensor([0, 99]))
     assert seen[0].tolist() == [9, 999]
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "x0"])
+def test_clamped_x0_comes_with_the_noise_that_explains_x_t(prediction):
+    """With ``clip_denoised`` the clean estimate is clamped and eps recomputed from it: x_t = a x0 + b eps still holds."""
+    d = GaussianDiffusion(cosine_beta_schedule(100), prediction=prediction, clip_denoised=1.0)
+    x_t = torch.linspace(-3, 3, 24).reshape(8, 3)
+    t = torch.arange(8) * 12
+    out = 2.0 * torch.ones(8, 3) if prediction == "x0" else -torch.ones(8, 3)   # clean estimates outside [-1, 1]
+    eps, x0 = d.predict_eps_x0(lambda x, tt: out, x_t, t)
+    assert x0.abs().max() <= 1.0 and (x0.abs() == 1.0).any()
+    a, b = d.sqrt_alphas_cumprod[t][:, None], d.sqrt_one_minus_alphas_cumprod[t][:, None]
+    torch.testing.assert_close(a * x0 + b * eps, x_t, rtol=0, atol=1e-5)
+
+
+def test_one_ddim_step_with_clamping_by_hand():
+    """x_s = sqrt(abar_s) clamp(x0) + sqrt(1 - abar_s) eps(clamp(x0)) for eta = 0 (the Push-T policy's sampler)."""
+    d = GaussianDiffusion(cosine_beta_schedule(100), prediction="epsilon", clip_denoised=1.0)
+    x_T = torch.tensor([[2.0, -0.5, 0.1]])
+    eps_net = torch.tensor([[-1.0, 0.3, 0.0]])                  # x0 = (x_T - b eps) / a: the first entry is > 1
+    traj = d.ddim_sample_loop(lambda x, t: eps_net, x_T.shape, n_steps=2, x_T=x_T, return_trajectory=True)
+    t, s = d.ddim_timesteps(2)
+    assert (t, s) == (99, 49)
+    a_t, a_s = d.alphas_cumprod[t], d.alphas_cumprod[s]
+    x0 = ((x_T - (1 - a_t).sqrt() * eps_net) / a_t.sqrt()).clamp(-1, 1)
+    eps = (x_T - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+    torch.testing.assert_close(traj[1], a_s.sqrt() * x0 + (1 - a_s).sqrt() * eps, rtol=0, atol=1e-5)

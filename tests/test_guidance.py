@@ -95,6 +95,59 @@ def test_value_loss_checks_shapes_and_learns_the_return():
     assert (grad[:, 0] > 0.5).float().mean() > 0.9
 
 
+def test_value_loss_shows_the_value_the_conditioned_noisy_sample_and_regresses_the_return(gaussian):
+    """The value sees ``condition(q_sample(x0, t))`` at the drawn steps, and the loss is its squared error."""
+    seen = {}
+
+    def value(x, t):
+        seen["x"], seen["t"] = x.clone(), t.clone()
+        return x[:, 1] * 0 + 3.0
+
+    pin = lambda x: torch.cat([torch.full_like(x[:, :1], 0.25), x[:, 1:]], dim=1)  # noqa: E731
+    x0, returns = torch.randn(500, 2), torch.randn(500)
+    loss = value_loss(value, gaussian, x0, returns, torch.Generator().manual_seed(4), condition=pin)
+    assert (seen["x"][:, 0] == 0.25).all()                                   # the condition reached the value
+    g = torch.Generator().manual_seed(4)                                     # the same draws, by hand
+    t = torch.randint(0, gaussian.n_diffusion_steps, (500,), generator=g)
+    x_t = gaussian.q_sample(x0, t, torch.randn(x0.shape, generator=g))
+    torch.testing.assert_close(seen["t"], t)
+    torch.testing.assert_close(seen["x"][:, 1], x_t[:, 1])
+    assert loss.item() == pytest.approx(((3.0 - returns) ** 2).mean().item(), rel=1e-6)
+    plain = {}
+    value_loss(lambda x, t: plain.setdefault("x", x) [:, 0], gaussian, x0, returns, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(plain["x"], x_t)                              # no condition: x_t itself
+
+
+@pytest.mark.parametrize("t_stopgrad, n_guide_steps", [(0, 1), (1, 2), (37, 1)])
+def test_guidance_is_applied_at_every_step_from_the_top_down_to_t_stopgrad(gaussian, t_stopgrad, n_guide_steps):
+    """The value is asked for its gradient ``n_guide_steps`` times at each step t >= t_stopgrad, never below."""
+    steps = []
+
+    def value(x, t):
+        steps.append(int(t[0]))
+        return x[:, 0]
+
+    guided_sample_loop(standard_normal_denoiser(gaussian), gaussian, value, (3, 2), scale=1.0,
+                       n_guide_steps=n_guide_steps, t_stopgrad=t_stopgrad, generator=torch.Generator().manual_seed(0))
+    expected = [t for t in reversed(range(t_stopgrad, gaussian.n_diffusion_steps)) for _ in range(n_guide_steps)]
+    assert steps == expected
+
+
+def test_one_guided_step_by_hand(gaussian):
+    """x <- x + scale * Sigma_t * grad J (or scale * grad J), then the ancestral step from there."""
+    model = standard_normal_denoiser(gaussian)
+    x_T, w, T = torch.tensor([[0.5, -1.0]]), torch.tensor([2.0, -1.0]), gaussian.n_diffusion_steps
+    tt = torch.full((1,), T - 1)
+    for by_std in (True, False):
+        traj = guided_sample_loop(model, gaussian, lambda x, t: x @ w, (1, 2), scale=0.3, x_T=x_T,
+                                  scale_grad_by_std=by_std, return_trajectory=True,
+                                  generator=torch.Generator().manual_seed(0))
+        shifted = x_T + 0.3 * (gaussian.posterior_variance[T - 1] if by_std else 1.0) * w
+        mean, var, _ = gaussian.p_mean_variance(model, shifted, tt)
+        z = torch.randn((1, 2), generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(traj[1], mean + var.sqrt() * z, rtol=0, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- classifier-free guidance
 def test_keep_flag_and_condition_dropout():
     c = torch.randn(4000, 3)

@@ -118,3 +118,41 @@ def test_mppi_rejects_bad_observations():
         planner(np.zeros(2), np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="goal must be"):
         planner(np.array([1.0, 1.0, 0.0, 0.0]), np.array([np.nan, 2.0]))
+
+
+@pytest.mark.parametrize("reward, temperature", [("sparse", 1.0), ("dense", 0.05)])
+def test_mppi_step_is_the_weighted_average_then_shifted(reward, temperature):
+    """One call, recomputed by hand from the same noise: V_k = clip(U + eps_k), w ∝ exp((R - max R) / lambda),
+    U <- sum_k w_k V_k; the action is U_0, and the plan kept for the next call is (U_1, ..., U_{T-1}, 0)."""
+    obs, goal = np.array([1.0, 1.0, 0.2, 0.6]), np.array([1.1, 1.55])   # the goal disc within reach of some rollouts
+    planner = MPPIPlanner("umaze", samples=64, horizon=12, sigma=0.7, temperature=temperature, reward=reward, seed=5)
+    planner.nominal = np.random.default_rng(1).uniform(-0.5, 0.5, (12, 2))  # a warm start that is not zero
+    nominal = planner.nominal.copy()
+    eps = np.random.default_rng(5).normal(0.0, 0.7, size=(64, 12, 2))
+    controls = np.clip(nominal[None] + eps, -1.0, 1.0)
+    returns = planner.rollout_rewards(obs, goal, controls)
+    assert returns.max() > returns.min()                                    # the weights are not all equal
+    w = np.exp((returns - returns.max()) / temperature)
+    w /= w.sum()
+    plan = (w[:, None, None] * controls).sum(0)
+    action = planner(obs, goal)
+    np.testing.assert_allclose(action, plan[0].astype(np.float32), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(planner.nominal[:-1], plan[1:], rtol=0, atol=1e-12)
+    assert np.all(planner.nominal[-1] == 0.0)
+
+
+def test_rollout_rewards_follow_the_true_dynamics():
+    """The reward of a sequence is that of the states ``point_mass_step`` visits: 1 per step in the goal disc."""
+    grid = MazeGrid.from_layout("umaze")
+    walls = tuple(tuple(bool(w) for w in row) for row in grid.walls)
+    planner = MPPIPlanner("umaze", samples=2, horizon=40, seed=0)
+    state, goal = np.array([1.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.7])
+    controls = np.zeros((2, 40, 2))
+    controls[0, :, 1] = 1.0                      # push towards the goal: it enters the disc after some steps
+    controls[1, :, 1] = -1.0                     # push into the wall behind: never there
+    pos, vel, expected = (1.0, 1.0), (0.0, 0.0), 0
+    for a in controls[0]:
+        pos, vel = point_mass_step(walls, pos, vel, tuple(a))
+        expected += np.hypot(pos[0] - goal[0], pos[1] - goal[1]) <= 0.5
+    assert 0 < expected < 40
+    assert planner.rollout_rewards(state, goal, controls).tolist() == [expected, 0.0]

@@ -5,9 +5,13 @@ import pytest
 import torch
 
 from tutorial_lib.agents.pusht_policy import (ACTION_DIM, OBS_DIM, BCPolicy, DiffusionPolicy, PushTPolicyConfig, bc_loss,
-                                 build_bc_net, build_diffusion_net, diffusion_policy_loss, make_windows,
-                                 pusht_data)
-from tutorial_lib.agents.pusht_rollout import rollout
+                                 build_bc_net, build_diffusion_net, diffusion_policy_loss, make_diffusion,
+                                 make_windows, pusht_data)
+from tutorial_lib.agents.trajectories import LimitsNormalizer
+from tutorial_lib.agents.pusht_rollout import evaluate, rollout
+from tutorial_lib.core.stats import mean_ci95, wilson_ci95
+from tutorial_lib.envs.pusht import GOAL_POSE, PushTEnv
+from tutorial_lib.envs.pusht_geometry import coverage
 
 
 def test_windows_are_edge_padded_inside_each_episode():
@@ -63,31 +67,289 @@ def _policies(cfg):
     return data, dp, bc
 
 
-def test_losses_are_finite_and_policies_give_chunks_in_pixels():
-    cfg = PushTPolicyConfig(widths=(8, 16, 32), time_dim=16, hidden=32, depth=2, ddim_steps=3)
-    data, dp, bc = _policies(cfg)
-    batch = data.flat()[:8]
-    assert torch.isfinite(diffusion_policy_loss(cfg)(dp.net, batch, torch.Generator().manual_seed(0)))
-    assert torch.isfinite(bc_loss(cfg)(bc.net, batch))
-    obs = np.random.default_rng(0).uniform(0, 512, (3, cfg.n_obs_steps, OBS_DIM))
-    for policy in (dp, bc):
-        chunk = policy.predict_chunk(obs)
-        assert chunk.shape == (3, cfg.horizon, ACTION_DIM) and np.isfinite(chunk).all()
-        assert policy.predict_chunk(obs[0]).shape == (cfg.horizon, ACTION_DIM)
-    traj = dp.denoising_trajectory(obs[0], n_samples=4)
-    assert traj.shape == (cfg.ddim_steps + 1, 4, cfg.horizon, ACTION_DIM)
+# ----------------------------------------------------------------------------- stubs with known outputs
+# Normalisers with a different range per coordinate, so that a unit mix-up (normalized vs pixels, obs vs
+# action range, x vs y) shows in the numbers.
+OBS_LO, OBS_HI = np.linspace(10.0, 60.0, OBS_DIM), np.linspace(300.0, 500.0, OBS_DIM)
+ACT_LO, ACT_HI = np.array([20.0, 40.0]), np.array([480.0, 360.0])
+SMALL = dict(widths=(8, 16, 32), time_dim=16, hidden=32, depth=2, ddim_steps=3)
+
+
+def _normalizers():
+    return LimitsNormalizer(OBS_LO, OBS_HI), LimitsNormalizer(ACT_LO, ACT_HI)
+
+
+def _target_chunk(o_flat, cfg):
+    """The normalized chunk the stubs below produce for normalized, flattened observations ``(B, To * 20)``:
+    ``0.9 * o[:, :H * 2]`` (inside [-1, 1] when the observations are inside the normaliser's range)."""
+    return 0.9 * o_flat[:, : cfg.horizon * ACTION_DIM].reshape(-1, cfg.horizon, ACTION_DIM)
+
+
+class StubBCNet(torch.nn.Module):
+    """A BC "network" whose output is known: ``_target_chunk`` of its input, flattened; it records its inputs."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg, self.seen = cfg, []
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, o):
+        self.seen.append(o.clone())
+        return _target_chunk(o, self.cfg).flatten(1)
+
+
+class OracleNoiseNet(torch.nn.Module):
+    """An epsilon-predictor that knows the clean chunk: ``eps = (x_t - sqrt(abar_t) a_0) / sqrt(1 - abar_t)`` with
+    ``a_0 = _target_chunk(cond)``, so every DDIM step's x0-estimate is ``a_0`` and the sampler returns ``a_0``."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg, self.diffusion = cfg, make_diffusion(cfg)
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, cond):
+        a0 = _target_chunk(cond, self.cfg)
+        a = self.diffusion.sqrt_alphas_cumprod[t].reshape(-1, 1, 1)
+        b = self.diffusion.sqrt_one_minus_alphas_cumprod[t].reshape(-1, 1, 1)
+        return (x - a * a0) / b
+
+    def bind(self, cond):
+        return lambda x, t: self(x, t, cond)
+
+
+def _pixels(normalized, lo, hi):
+    """``lo + (x + 1) (hi - lo) / 2``, written out here rather than taken from the library."""
+    return lo + (np.asarray(normalized, np.float64) + 1.0) * (hi - lo) / 2.0
+
+
+def _observations(n, cfg, seed=0):
+    """``n`` observation histories in pixels, inside the observation normaliser's range, and their normalized form."""
+    z = np.random.default_rng(seed).uniform(-1.0, 1.0, (n, cfg.n_obs_steps, OBS_DIM))
+    return _pixels(z, OBS_LO, OBS_HI).astype(np.float32), z
+
+
+@pytest.mark.parametrize("kind", ["bc", "diffusion"])
+def test_policies_return_their_chunks_in_pixels(kind):
+    """A stub network whose normalized output is known: the policy must return it mapped to pixels, and the
+    network must have seen the observations normalized."""
+    cfg = PushTPolicyConfig(**SMALL)
+    if kind == "bc":
+        net = StubBCNet(cfg)
+        policy = BCPolicy(net, cfg, *_normalizers())
+    else:
+        net = OracleNoiseNet(cfg)
+        policy = DiffusionPolicy(net, cfg, *_normalizers(), trace=False)
+    obs, z = _observations(3, cfg)
+    expected = _pixels(0.9 * z.reshape(3, -1)[:, : cfg.horizon * ACTION_DIM].reshape(3, cfg.horizon, ACTION_DIM),
+                       ACT_LO, ACT_HI)
+    chunk = policy.predict_chunk(obs)
+    assert chunk.shape == (3, cfg.horizon, ACTION_DIM)
+    np.testing.assert_allclose(chunk, expected, rtol=0, atol=2e-3)       # pixels: errors of ~1e-3 px at most
+    np.testing.assert_allclose(policy.predict_chunk(obs[1]), expected[1], rtol=0, atol=2e-3)   # one history
+    if kind == "bc":
+        np.testing.assert_allclose(net.seen[0].numpy(), z.reshape(3, -1), rtol=0, atol=1e-5)
+    else:
+        traj = policy.denoising_trajectory(obs[2], n_samples=4)
+        assert traj.shape == (cfg.ddim_steps + 1, 4, cfg.horizon, ACTION_DIM)
+        np.testing.assert_allclose(traj[-1], np.broadcast_to(expected[2], traj[-1].shape), rtol=0, atol=2e-3)
+        assert np.abs(traj[0] - traj[-1]).max() > 10.0                  # it starts from noise, not from the answer
+
+
+def test_policies_reject_bad_observations():
+    cfg = PushTPolicyConfig(**SMALL)
+    dp = DiffusionPolicy(OracleNoiseNet(cfg), cfg, *_normalizers(), trace=False)
+    bc = BCPolicy(StubBCNet(cfg), cfg, *_normalizers())
     with pytest.raises(ValueError, match=r"obs_history must have shape \(B, 2, 20\)"):
         dp.predict_chunk(np.zeros((3, 20)))
-    bad = obs.copy()
+    bad, _ = _observations(3, cfg)
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         bc.predict_chunk(bad)
+
+
+def _synthetic_batch(cfg, n=64, seed=0):
+    """Flat windows whose normalized actions are a known function of the observations (``_target_chunk``)."""
+    o = torch.rand(n, cfg.n_obs_steps * OBS_DIM, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    return torch.cat([o, _target_chunk(o, cfg).flatten(1)], dim=1)
+
+
+def test_diffusion_policy_loss_is_the_noise_regression_error():
+    """An oracle that returns the true noise scores 0; one that predicts no noise scores E[eps^2] = 1."""
+    cfg = PushTPolicyConfig(**SMALL)
+    batch = _synthetic_batch(cfg, n=512)
+    loss = diffusion_policy_loss(cfg)
+    assert loss(OracleNoiseNet(cfg), batch, torch.Generator().manual_seed(0)).item() < 1e-8
+
+    class Zero(OracleNoiseNet):
+        def forward(self, x, t, cond):
+            return torch.zeros_like(x)
+
+    assert loss(Zero(cfg), batch, torch.Generator().manual_seed(0)).item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_bc_loss_is_the_mean_squared_error_of_the_chunk():
+    cfg = PushTPolicyConfig(**SMALL)
+    batch = _synthetic_batch(cfg)
+    assert bc_loss(cfg)(StubBCNet(cfg), batch).item() < 1e-12
+
+    class Off(StubBCNet):
+        def forward(self, o):
+            out = super().forward(o)
+            return out + torch.where(torch.arange(out.shape[1]) % 2 == 0, 0.5, -0.1)
+
+    assert bc_loss(cfg)(Off(cfg), batch).item() == pytest.approx((0.5 ** 2 + 0.1 ** 2) / 2)
 
 
 def test_rollout_executes_receding_horizon_chunks():
     cfg = PushTPolicyConfig(widths=(8, 16, 32), time_dim=16, hidden=32, depth=2, ddim_steps=2)
     _, dp, _ = _policies(cfg)
     out = rollout(dp, seed=0, max_steps=20, record_chunks=True)
-    assert out["steps"] == 20 and len(out["coverage"]) == 20
+    assert out["steps"] == 20 and len(out["coverage"]) == 20 and out["block_poses"].shape == (21, 3)
     assert len(out["chunks"]) == 3 and [k for k, _ in out["chunks"]] == [0, 8, 16]   # a call every Ta = 8 steps
-    assert 0.0 <= out["max_coverage"] <= 1.0 and out["success"] in (True, False)
+    assert len(out["chunk_seconds"]) == 3 and (out["chunk_seconds"] > 0).all()
+    # the scores are those of the block poses the episode went through
+    cov = [coverage(pose, GOAL_POSE) for pose in out["block_poses"][1:]]
+    np.testing.assert_allclose(out["coverage"], cov, rtol=0, atol=1e-12)
+    assert out["max_coverage"] == max(cov) and out["success"] == (max(cov) > 0.95)
+
+
+# ----------------------------------------------------------------------------- what the rollouts execute
+class ScriptedPolicy:
+    """A policy whose chunk row ``k`` of call ``n`` is the target ``(100 + 10 k, 100 + 20 n)`` (or ``100 + 20 n + seed
+    offset`` per batch row), recording the observation histories it is shown."""
+
+    def __init__(self, cfg):
+        self.cfg, self.histories = cfg, []
+
+    def predict_chunk(self, obs_history):
+        h = np.asarray(obs_history)
+        single = h.ndim == 2
+        h = h[None] if single else h
+        assert h.shape[1:] == (self.cfg.n_obs_steps, OBS_DIM)
+        n = len(self.histories)
+        self.histories.append(h.copy())
+        k = np.arange(self.cfg.horizon)
+        rows = [np.stack([100.0 + 10 * k, np.full(self.cfg.horizon, 100.0 + 20 * n + b)], axis=1)
+                for b in range(len(h))]
+        chunk = np.stack(rows)
+        return chunk[0] if single else chunk
+
+
+class RecordingEnv(PushTEnv):
+    """``PushTEnv`` that records every action it is given and every observation it returns."""
+
+    log: list = []
+
+    def reset(self, **kwargs):
+        obs, info = super().reset(**kwargs)
+        self.actions, self.observations, self.poses = [], [obs], []
+        RecordingEnv.log.append(self)
+        return obs, info
+
+    def step(self, action):
+        self.actions.append(np.array(action, dtype=np.float64))
+        out = super().step(action)
+        self.observations.append(out[0])
+        self.poses.append(self.block_pose)
+        return out
+
+
+@pytest.fixture
+def recording_env(monkeypatch):
+    import tutorial_lib.agents.pusht_rollout as module
+
+    RecordingEnv.log = []
+    monkeypatch.setattr(module, "PushTEnv", RecordingEnv)
+    return RecordingEnv.log
+
+
+@pytest.mark.parametrize("n_obs_steps, n_action_steps", [(2, 8), (3, 4)])
+def test_rollout_executes_the_actions_from_the_current_observation_on(recording_env, n_obs_steps, n_action_steps):
+    """Chunk row ``To - 1`` is the action for the current observation: rows ``To-1 .. To-2+Ta`` are executed."""
+    cfg = PushTPolicyConfig(n_obs_steps=n_obs_steps, n_action_steps=n_action_steps, horizon=16)
+    policy = ScriptedPolicy(cfg)
+    rollout(policy, seed=3, max_steps=2 * n_action_steps + 1)
+    env = recording_env[0]
+    k = np.arange(n_obs_steps - 1, n_obs_steps - 1 + n_action_steps)
+    for n in range(3):
+        done = env.actions[n * n_action_steps:(n + 1) * n_action_steps]
+        expected = np.stack([100.0 + 10 * k, np.full(len(k), 100.0 + 20 * n)], axis=1)[: len(done)]
+        np.testing.assert_array_equal(np.array(done), expected)
+    # the policy saw the last To observations, the first one repeated at the start
+    obs = env.observations
+    np.testing.assert_array_equal(policy.histories[0][0], np.stack([obs[0]] * n_obs_steps))
+    t = n_action_steps
+    np.testing.assert_array_equal(policy.histories[1][0], np.stack(obs[t - n_obs_steps + 1: t + 1]))
+
+
+def test_evaluate_executes_the_same_actions_and_scores_coverage_and_reward(recording_env):
+    cfg = PushTPolicyConfig(n_obs_steps=2, n_action_steps=8, horizon=16)
+    policy = ScriptedPolicy(cfg)
+    ev = evaluate(policy, seeds=[6, 16], max_steps=17, n_timing=1)   # starts with the block partly on the goal
+    envs = recording_env
+    assert len(envs) == 2 and ev["n_episodes"] == 2 and ev["steps"].tolist() == [17, 17]
+    for b, env in enumerate(envs):
+        k = np.arange(1, 9)
+        for n in range(2):
+            expected = np.stack([100.0 + 10 * k, np.full(8, 100.0 + 20 * n + b)], axis=1)
+            np.testing.assert_array_equal(np.array(env.actions[8 * n: 8 * n + 8]), expected)
+        np.testing.assert_array_equal(policy.histories[1][b], np.stack(env.observations[7:9]))
+    # scores: the best coverage of each episode, and the paper's reward clip(coverage / 0.95, 0, 1)
+    best = np.array([max(coverage(pose, GOAL_POSE) for pose in env.poses) for env in envs])
+    assert (best > 0.2).all() and (best < 0.9).all()
+    np.testing.assert_allclose(ev["max_coverage"], best, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ev["max_reward"], np.clip(best / 0.95, 0, 1), rtol=0, atol=1e-12)
+    assert ev["mean_max_coverage"] == pytest.approx(best.mean())
+    assert ev["mean_max_reward"] == pytest.approx(np.clip(best / 0.95, 0, 1).mean())
+    assert ev["success"] == 0.0 and ev["chunk_ms"] > 0
+
+
+class GoalStartEnv(RecordingEnv):
+    """Every episode starts with the block on the goal (coverage 1: success at the first step) and the agent far."""
+
+    def reset(self, seed=None, options=None):
+        return super().reset(seed=seed, options={"state": [480.0, 30.0, *GOAL_POSE]})
+
+
+class OutOfRangePolicy(ScriptedPolicy):
+    """Targets outside the workspace: the rollouts clip them to [0, 512] before the env sees them."""
+
+    def predict_chunk(self, obs_history):
+        chunk = super().predict_chunk(obs_history)
+        chunk[..., 0] = -50.0
+        chunk[..., 1] = 600.0
+        return chunk
+
+
+def test_rollouts_clip_targets_record_success_and_time_the_calls(monkeypatch):
+    import tutorial_lib.agents.pusht_rollout as module
+
+    cfg = PushTPolicyConfig(n_obs_steps=2, n_action_steps=8, horizon=16)
+    RecordingEnv.log = []
+    monkeypatch.setattr(module, "PushTEnv", GoalStartEnv)
+    out = rollout(OutOfRangePolicy(cfg), seed=0, max_steps=30, render=True, record_chunks=True)
+    env = RecordingEnv.log[0]
+    assert out["success"] is True and out["steps"] == 1 and out["max_coverage"] == pytest.approx(1.0)
+    np.testing.assert_array_equal(env.actions[0], [0.0, 512.0])
+    assert out["frames"].shape == (2, env.render_size, env.render_size, 3) and out["frames"].dtype == np.uint8
+    assert 0 < out["chunk_seconds"][0] < 5.0 and len(out["chunks"]) == 1
+    ev = evaluate(OutOfRangePolicy(cfg), seeds=[0, 1, 2], max_steps=30, n_timing=2)
+    assert ev["success"] == 1.0 and ev["steps"].tolist() == [1, 1, 1] and not ev["block_left"].any()
+    assert ev["max_reward"].tolist() == [1.0, 1.0, 1.0] and ev["mean_max_reward"] == 1.0
+    np.testing.assert_array_equal(RecordingEnv.log[-1].actions[0], [0.0, 512.0])
+    assert 0 < ev["chunk_ms"] < 5000.0
+    assert ev["ci95"] == {"mean_max_coverage": pytest.approx(0.0, abs=1e-9), "mean_max_reward": 0.0,
+                          "success": list(wilson_ci95(3, 3))}
+
+
+def test_evaluate_scores_a_spread_of_episodes_with_their_intervals(recording_env):
+    cfg = PushTPolicyConfig(n_obs_steps=3, n_action_steps=4, horizon=16)
+    ev = evaluate(ScriptedPolicy(cfg), seeds=[6, 16, 24], max_steps=9, n_timing=1)
+    for b, env in enumerate(recording_env):
+        expected = np.stack([100.0 + 10 * np.arange(2, 6), np.full(4, 100.0 + b)], axis=1)
+        np.testing.assert_array_equal(np.array(env.actions[:4]), expected)       # chunk[To-1 : To-1+Ta]
+    assert ev["ci95"]["mean_max_coverage"] == pytest.approx(mean_ci95(ev["max_coverage"])[1])
+    assert ev["ci95"]["mean_max_reward"] == pytest.approx(mean_ci95(ev["max_reward"])[1])
+    assert ev["ci95"]["mean_max_reward"] > ev["ci95"]["mean_max_coverage"] > 0
+    assert ev["ci95"]["success"] == list(wilson_ci95(0, 3))
+    assert ev["steps"].dtype.kind == "i" and not ev["block_left"].any()

@@ -211,6 +211,17 @@ def test_reward_and_termination_at_goal_and_truncation():
     assert reward == 0.0
 
 
+@pytest.mark.parametrize("shift, lo, hi", [(4.0, 0.85, 0.95), (12.0, 0.6, 0.85)])
+def test_reward_is_coverage_over_095_below_the_goal(shift, lo, hi):
+    """Reward clip(coverage / 0.95, 0, 1): partly on the goal it is more than the coverage, and not terminal."""
+    env = make_env([*FAR_AGENT, *(GOAL_POSE + [shift, 0.0, 0.0])])
+    cov = env.coverage()
+    assert lo < cov < hi
+    _, reward, terminated, truncated, info = env.step(FAR_AGENT)
+    assert info["coverage"] == pytest.approx(cov, abs=1e-9) and not info["is_success"]
+    assert reward == pytest.approx(cov / 0.95, rel=1e-9) and not terminated and not truncated
+
+
 def test_bad_inputs_raise_clear_errors():
     env = make_env([100, 100, 300, 300, 0.0])
     with pytest.raises(ValueError, match="finite"):
