@@ -124,6 +124,9 @@ _MAZE_BC = "tutorial_lib.agents.maze_bc"
 _IMITATION = "tutorial_lib.experiments.imitation"
 _COMPOUNDING = "tutorial_lib.experiments.compounding"
 _POLICY = "tutorial_lib.agents.pusht_policy"
+_STATES = "tutorial_lib.agents.state_diffuser"
+_INVERSE = "tutorial_lib.agents.inverse_dynamics"
+_ACTIONS = "tutorial_lib.agents.maze_action_policy"
 
 
 def _ddpm_recipe(name: str, description: str, dataset: str) -> Recipe:
@@ -268,6 +271,29 @@ RECIPES: dict[str, Recipe] = {
     "pusht-bc": _pusht_recipe(
         "pusht-bc", "behaviour cloning (MLP, squared loss) of the same action chunks (Chapter 3)",
         "build_bc_net", "bc_loss", dict(n_steps=20_000, lr=1e-3, mirror=True)),
+    "maze-umaze-states": Recipe(
+        name="maze-umaze-states", config_class=Ref(f"{_STATES}:StateDiffuserConfig"),
+        description="states-only diffusion (FiLM U-Net, 32 points at stride 4), goal by classifier-free guidance, "
+                    "on U-Maze (Literature: what is diffused, Decision Diffuser)",
+        build_model=Ref(f"{_STATES}:build_state_net"), training_data=Ref(f"{_STATES}:state_data"),
+        make_loss=Ref(f"{_STATES}:state_recipe_loss"), make_batches=Ref(f"{_STATES}:state_batches"),
+        extra=Ref(f"{_STATES}:state_extra"),
+    ),
+    "maze-umaze-inverse-dynamics": Recipe(
+        name="maze-umaze-inverse-dynamics", config_class=Ref(f"{_INVERSE}:InverseDynamicsConfig"),
+        description="inverse dynamics a_t = f(s_t, s_t+4) (MLP) on the U-Maze expert stream, for the states-only "
+                    "planner (Literature: what is diffused)",
+        build_model=Ref(f"{_INVERSE}:build_inverse_dynamics"), training_data=Ref(f"{_INVERSE}:inverse_dynamics_data"),
+        make_loss=Ref(f"{_INVERSE}:inverse_dynamics_loss"),
+    ),
+    "maze-umaze-action-policy": Recipe(
+        name="maze-umaze-action-policy", config_class=Ref(f"{_ACTIONS}:MazeActionPolicyConfig"),
+        description="goal-conditioned Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the U-Maze expert stream "
+                    "(Literature: what is diffused)",
+        build_model=Ref(f"{_ACTIONS}:build_action_net"), training_data=Ref(f"{_ACTIONS}:action_data"),
+        make_loss=Ref(f"{_ACTIONS}:action_policy_loss"), make_batches=Ref(f"{_ACTIONS}:action_batches"),
+        extra=Ref(f"{_ACTIONS}:action_extra"),
+    ),
     "literature-hybrid-prior": Recipe(
         name="literature-hybrid-prior", config_class=Ref("tutorial_lib.experiments.literature_hybrid:HybridPriorConfig"),
         description="trajectory diffusion prior (TemporalUnet, width 16) of 3000 optimiser solutions in the Medium "
