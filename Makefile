@@ -36,7 +36,11 @@ TEST_CPU_CAPABILITY ?= default
 TEST_ENV := PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MPLBACKEND=module://matplotlib_inline.backend_inline \
 	ATEN_CPU_CAPABILITY=$(TEST_CPU_CAPABILITY) CHROMIUM=$(CHROMIUM)
 
+# Two pytest workers (pytest-xdist), one per core of the CI machine; --dist loadfile keeps each
+# notebook's cells in one worker, in order, on one kernel. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS := tests book \
+	-n $(PYTEST_WORKERS) --dist loadfile \
 	--nbval --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 --durations=15
