@@ -27,6 +27,13 @@ def test_literature_bench_quick():
                 "warm_start_success"):
         assert key in hy, key
     assert hy["optimizer_ms"] > 0 and "ci95" in hy and "ci95" in mb
+    wtd = result["what_to_diffuse"]
+    for name in ("state_action", "state_inverse_dynamics", "action"):
+        for key in ("success", "normalized_score", "decision_ms", "step_ms", "ci95", "n_episodes"):
+            assert key in wtd[name], (name, key)
+        # each shipped agent reaches the goal of the two quick pairs (the full bench: 100 pairs);
+        # a broken model (wrong units, unconditioned, untrained) does not
+        assert wtd[name]["success"] >= 0.5 and wtd[name]["decision_ms"] > 0, (name, wtd[name])
 
 
 def test_limitations_bench_quick():

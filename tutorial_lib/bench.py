@@ -269,12 +269,14 @@ def _with_wilson(entry, n: int):
 
 
 def run_literature(quick: bool = False, device=None) -> dict:
-    """Part 4's runnable examples: ``model_based`` (``experiments.literature_model_based``) and
-    ``hybrid`` (``experiments.literature_hybrid``); see each module's ``bench``."""
-    from .experiments import literature_hybrid, literature_model_based
+    """Part 4's runnable examples: ``model_based`` (``experiments.literature_model_based``),
+    ``hybrid`` (``experiments.literature_hybrid``) and ``what_to_diffuse``
+    (``experiments.literature_what_to_diffuse``); see each module's ``bench``."""
+    from .experiments import literature_hybrid, literature_model_based, literature_what_to_diffuse
 
     result: dict = {"suite": "literature", "quick": quick, "torch_threads": torch.get_num_threads()}
-    for key, module in (("model_based", literature_model_based), ("hybrid", literature_hybrid)):
+    for key, module in (("model_based", literature_model_based), ("hybrid", literature_hybrid),
+                        ("what_to_diffuse", literature_what_to_diffuse)):
         _log(f"{key}")
         t0 = time.perf_counter()
         result[key] = module.bench(quick=quick)
