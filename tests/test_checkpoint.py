@@ -187,3 +187,161 @@ def test_loading_runs_no_code_from_the_file(tmp_path):
     with pytest.raises(Exception):
         finalize_checkpoint(path)
     assert LOADED == [], "loading a checkpoint ran code stored in it"
+
+
+# ----------------------------------------------------------------------------- edges (from mutation testing)
+def test_config_to_dict_takes_dataclass_instances_and_dicts_only():
+    from tutorial_lib.core.checkpoint import config_to_dict
+
+    assert config_to_dict(Cfg(hidden=3)) == {"hidden": 3, "n_steps": 40}
+    plain = {"a": 1}
+    assert config_to_dict(plain) == plain and config_to_dict(plain) is not plain     # a copy
+    for bad, kind in ((Cfg, "type"), (None, "NoneType"), ([1], "list")):
+        with pytest.raises(TypeError, match=f"config must be a dataclass instance or a dict, got {kind}$"):
+            config_to_dict(bad)
+
+
+def test_check_config_message_lists_every_difference_and_missing_fields():
+    from tutorial_lib.core.checkpoint import check_config
+
+    with pytest.raises(CheckpointError) as err:
+        check_config({"a": 1, "b": 2, "old": None}, {"a": 1, "b": 3, "new": None})
+    assert str(err.value) == ("checkpoint was made with a different config:\n"
+                              "  b: checkpoint has 2, expected 3\n"
+                              "  new: checkpoint has '<missing>', expected None\n"
+                              "  old: checkpoint has None, expected '<missing>'\n"
+                              "retrain it, or build the model with the checkpoint's config")
+    check_config({"a": 1, "b": 2}, {"a": 1, "b": 5, "c": 0}, ignore=("b", "c"))     # ignored fields may differ
+
+
+def test_load_errors_end_with_the_hint_only_when_given(tmp_path):
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "nope.pt")
+    assert str(err.value) == f"checkpoint not found: {tmp_path / 'nope.pt'}"
+
+
+def test_saved_layout_defaults_and_nested_folders(tmp_path):
+    import tutorial_lib
+
+    path = save_checkpoint(tmp_path / "a" / "b" / "m.pt", name="toy", config=Cfg(), model=make_model())
+    ckpt = load_checkpoint(path)
+    assert ckpt["step"] == 0 and ckpt["library_version"] == tutorial_lib.__version__ and ckpt["format_version"] == 1
+    assert ckpt["ema_state"] is None and ckpt["optimizer_state"] is None and ckpt["rng_state"] is None
+    assert ckpt["history"] == {} and ckpt["extra"] == {}
+
+
+def test_atomic_save_writes_a_readable_temporary_file_next_to_the_target(tmp_path, monkeypatch):
+    """The temporary file is ``<name>.<random>.tmp`` in the target's folder (a rename across file systems is not
+    atomic), and the result is readable by everyone (0o644, not mkstemp's 0o600)."""
+    import os
+
+    renames = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        renames.append((os.fspath(src), os.fspath(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model())
+    monkeypatch.undo()
+    (src, dst), = renames
+    src = __import__("pathlib").Path(src)
+    assert dst == os.fspath(path) and src.parent == path.parent
+    assert src.name.startswith("m.pt.") and src.name.endswith(".tmp") and len(src.name) > len("m.pt..tmp")
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_finalize_loads_weights_only_onto_the_cpu(tmp_path, monkeypatch):
+    """``weights_only=True`` is asked for explicitly (it is torch's default only since 2.6; requirements.txt allows
+    older torch), and ``map_location="cpu"`` lets a file holding GPU tensors be finalized on a CPU-only machine."""
+    from tutorial_lib.core.checkpoint import finalize_checkpoint
+
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model(),
+                           optimizer=torch.optim.SGD(make_model().parameters(), lr=0.1))
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    finalize_checkpoint(path)
+    monkeypatch.undo()
+    assert calls and calls[0].get("weights_only") is True and calls[0].get("map_location") == "cpu"
+    assert load_checkpoint(path)["optimizer_state"] is None
+
+
+def test_load_puts_the_tensors_where_map_location_says(tmp_path):
+    """``map_location`` reaches ``torch.load`` ("meta" stands in for a GPU)."""
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model())
+    ckpt = load_checkpoint(path, map_location="meta")
+    assert {v.device.type for v in ckpt["model_state"].values()} == {"meta"}
+    assert {v.device.type for v in load_checkpoint(path)["model_state"].values()} == {"cpu"}
+
+
+def test_load_asks_for_weights_only_and_names_the_exception_type(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model())
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_checkpoint(path)
+    monkeypatch.undo()
+    assert calls[0].get("weights_only") is True        # explicit: torch's default only since 2.6
+    path.write_bytes(b"hello")
+    try:
+        torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        kind = type(exc).__name__
+    with pytest.raises(CheckpointError, match=rf"\(truncated or corrupt\?\): {kind}: "):
+        load_checkpoint(path)
+
+
+def test_every_load_error_names_the_file_the_problem_and_the_hint(tmp_path):
+    """The full message of each failure, with the hint on its own last line."""
+    hint = "make checkpoints"
+
+    def message(path, **kw):
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(path, hint=hint, **kw)
+        return str(err.value)
+
+    assert message(tmp_path / "nope.pt") == f"checkpoint not found: {tmp_path / 'nope.pt'}\n{hint}"
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x02" + b"x" * 50)
+    try:
+        torch.load(bad, weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        text = f"{type(exc).__name__}: {str(exc)[:200]}"
+    assert message(bad) == f"checkpoint {bad} is not a readable checkpoint (truncated or corrupt?): {text}\n{hint}"
+    for i, obj in enumerate(({"format_version": 1}, {"model_state": {}}, [1, 2])):
+        torch.save(obj, tmp_path / f"f{i}.pt")
+        assert message(tmp_path / f"f{i}.pt") == (f"{tmp_path / f'f{i}.pt'} is a torch file but not a tutorial_lib "
+                                                 f"checkpoint (no format_version/model_state keys)\n{hint}")
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model())
+    assert message(path, name="other") == f"checkpoint {path} was made by recipe 'toy', expected 'other'\n{hint}"
+    assert message(path, config=Cfg(hidden=3)).startswith(f"checkpoint {path} was made with a different config:\n"
+                                                          "  hidden: checkpoint has 8, expected 3\n")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["format_version"] = 2
+    torch.save(ckpt, path)
+    assert message(path) == f"checkpoint {path} has format version 2, this library reads version 1\n{hint}"
+
+
+def test_unreadable_file_message_keeps_200_characters_of_the_cause(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model())
+
+    def failing_load(*args, **kwargs):
+        raise RuntimeError("y" * 150 + "z" * 100)
+
+    monkeypatch.setattr(torch, "load", failing_load)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value).endswith("(truncated or corrupt?): RuntimeError: " + "y" * 150 + "z" * 50)
+    assert isinstance(err.value.__cause__, RuntimeError)

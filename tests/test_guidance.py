@@ -251,3 +251,47 @@ def test_guided_and_cfg_planners_plan_and_track(umaze_windows):
     np.testing.assert_allclose(plan.observations[:, 0], np.broadcast_to(state, (3, 4)), atol=1e-5)
     with pytest.raises(ValueError, match="via-points"):
         planner.plan(state, goal, via={4: (3.0, 3.0)})
+
+
+def test_condition_dropout_bounds_seed_and_device():
+    """p_uncond = 0 keeps every condition and 1 drops every one (both ends allowed); the generator alone drives the
+    draws (the global RNG is not used); the draws and the flag live on the condition's device ("meta" for a GPU)."""
+    c = torch.randn(500, 2)
+    assert (drop_condition(c, 0.0, torch.Generator().manual_seed(0))[:, -1] == 1).all()
+    assert (drop_condition(c, 1.0, torch.Generator().manual_seed(0))[:, -1] == 0).all()
+    draws = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)                                   # a different global RNG state each time
+        draws.append(drop_condition(c, 0.5, torch.Generator().manual_seed(7)))
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
+    assert drop_condition(c.to("meta"), 0.5).device.type == "meta"
+    with pytest.raises(ValueError, match=r"p_uncond must be a probability in \[0, 1\], got -0.1"):
+        drop_condition(c, -0.1)
+
+
+def test_keep_flag_checks_shapes_and_keeps_the_condition_dtype():
+    c = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"cond must be \(B, K\) and keep \(B,\), got \(4, 3\) and \(5, 1\)"):
+        with_keep_flag(c, torch.ones(5))                          # B differs, cond is 2-D
+    with pytest.raises(ValueError, match=r"got \(4,\) and \(4, 1\)"):
+        with_keep_flag(c[:, 0], torch.ones(4))                    # cond is 1-D, B agrees
+    half = with_keep_flag(c.half(), torch.ones(4))                # a float32 flag is cast to the condition's dtype
+    assert half.dtype == torch.float16 and half.shape == (4, 4)
+
+
+def test_value_loss_error_names_the_batch_size(gaussian):
+    with pytest.raises(ValueError, match=r"returns must have shape \(8,\), one per sample, got \(8, 1\)"):
+        value_loss(lambda x, t: x[:, 0], gaussian, torch.randn(8, 2), torch.randn(8, 1))
+
+
+def test_cfg_denoiser_builds_its_flags_on_the_condition_device():
+    """Both halves of the batched call carry their keep flag on the condition's device ("meta" stands in for a GPU)."""
+    seen = []
+
+    def model(x, t, c_in):
+        seen.append(c_in.device.type)
+        return x
+    x, t = torch.zeros(2, 2, device="meta"), torch.zeros(2, dtype=torch.long, device="meta")
+    for w in (1.0, 2.0):
+        cfg_denoiser(model, torch.zeros(2, 3, device="meta"), w)(x, t)
+    assert seen == ["meta", "meta"]

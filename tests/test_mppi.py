@@ -156,3 +156,75 @@ def test_rollout_rewards_follow_the_true_dynamics():
         expected += np.hypot(pos[0] - goal[0], pos[1] - goal[1]) <= 0.5
     assert 0 < expected < 40
     assert planner.rollout_rewards(state, goal, controls).tolist() == [expected, 0.0]
+
+
+# ---------------------------------------------------------------------------- edges (from mutation testing)
+def test_batched_step_treats_the_outside_of_the_grid_as_wall():
+    """A grid without a wall border (all free): the padding stops a ball at each of its four edges."""
+    walls = np.zeros((3, 3), dtype=bool)
+    for start, push, axis, stop in [((0.0, 1.0), (-1.0, 0.0), 0, -0.5 + BALL_RADIUS),
+                                    ((2.0, 1.0), (1.0, 0.0), 0, 2.5 - BALL_RADIUS),
+                                    ((1.0, 0.0), (0.0, -1.0), 1, -0.5 + BALL_RADIUS),
+                                    ((1.0, 2.0), (0.0, 1.0), 1, 2.5 - BALL_RADIUS)]:
+        pos, vel = np.array([start]), np.zeros((1, 2))
+        for _ in range(100):
+            pos, vel = batched_point_mass_step(walls, pos, vel, np.array([push]))
+        assert pos[0, axis] == pytest.approx(stop, abs=1e-8), (start, push)
+        assert vel[0, axis] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_batched_step_leaves_a_centre_inside_a_wall_alone_like_the_scalar_step():
+    """A disc whose centre lies inside a wall square (d = 0, no contact normal) is not pushed, as in ``point_mass_step``."""
+    grid = MazeGrid.from_layout("umaze")
+    walls = tuple(tuple(bool(w) for w in row) for row in grid.walls)
+    assert grid.walls[0, 1]
+    pos, vel = batched_point_mass_step(grid.walls, np.array([[0.45, 1.0]]), np.zeros((1, 2)), np.zeros((1, 2)))
+    p, v = point_mass_step(walls, (0.45, 1.0), (0.0, 0.0), (0.0, 0.0))
+    assert np.all(np.isfinite(pos))
+    np.testing.assert_allclose(pos[0], p, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(vel[0], v, rtol=0, atol=1e-12)
+
+
+def test_batched_step_computes_in_float64_whatever_the_input_dtype():
+    grid = MazeGrid.from_layout("umaze")
+    rng = np.random.default_rng(0)
+    pos, vel, action = np.array([[1.0, 1.1], [2.9, 3.05]]), rng.normal(0, 3, (2, 2)), rng.uniform(-1, 1, (2, 2))
+    want = batched_point_mass_step(grid.walls, pos.astype(np.float32).astype(np.float64),
+                                   vel.astype(np.float32).astype(np.float64), action.astype(np.float32).astype(np.float64))
+    got = batched_point_mass_step(grid.walls, pos.astype(np.float32), vel.astype(np.float32), action.astype(np.float32))
+    for w, g in zip(want, got):
+        assert g.dtype == np.float64
+        np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError, match=r"walls must be a \(n_rows, n_cols\) bool grid, got shape \(3,\)"):
+        batched_point_mass_step(np.zeros(3, dtype=bool), pos, vel, action)
+
+
+def test_mppi_defaults_and_smallest_sizes():
+    planner = MPPIPlanner()
+    assert (planner.layout, planner.samples, planner.horizon) == ("umaze", 256, 64)
+    assert (planner.sigma, planner.temperature, planner.reward) == (0.5, 1.0, "sparse")
+    tiny = MPPIPlanner(samples=1, horizon=1, seed=0)               # K = 1 and T = 1 are allowed
+    assert tiny(np.array([1.0, 1.0, 0.0, 0.0]), np.array([1.0, 2.0])).shape == (2,)
+    with pytest.raises(ValueError, match="temperature"):
+        MPPIPlanner(temperature=0.0)
+
+
+def test_sparse_reward_counts_the_goal_disc_boundary_and_dense_weights_do_not_underflow():
+    """r_t = 1 when ||p_t - goal|| <= 0.5, boundary included; and a dense reward with a small temperature, far from
+    the goal (returns of about -200, (R - max R) / lambda kept near 0), still gives a finite action."""
+    planner = MPPIPlanner("umaze", samples=2, horizon=8, seed=0)
+    at_rest = np.array([1.0, 1.0, 0.0, 0.0])
+    assert planner.rollout_rewards(at_rest, np.array([1.5, 1.0]), np.zeros((2, 8, 2))).tolist() == [8.0, 8.0]
+    dense = MPPIPlanner("umaze", samples=16, horizon=64, reward="dense", temperature=0.01, seed=0)
+    action = dense(at_rest, np.array([3.0, 3.0]))
+    assert np.all(np.isfinite(action)) and np.all(np.isfinite(dense.nominal))
+
+
+def test_rollout_rewards_keep_the_state_in_float64():
+    """A float32 state gives the rewards of the same values in float64 (the velocity is not decayed in float32)."""
+    planner = MPPIPlanner("umaze", samples=3, horizon=20, reward="dense", seed=0)
+    state = np.array([1.0, 1.1, 0.3, -0.7], np.float32)
+    controls = np.random.default_rng(0).uniform(-1, 1, (3, 20, 2))
+    goal = np.array([2.0, 3.0])
+    np.testing.assert_array_equal(planner.rollout_rewards(state, goal, controls),
+                                  planner.rollout_rewards(state.astype(np.float64), goal, controls))

@@ -353,3 +353,98 @@ def test_evaluate_scores_a_spread_of_episodes_with_their_intervals(recording_env
     assert ev["ci95"]["mean_max_reward"] > ev["ci95"]["mean_max_coverage"] > 0
     assert ev["ci95"]["success"] == list(wilson_ci95(0, 3))
     assert ev["steps"].dtype.kind == "i" and not ev["block_left"].any()
+
+
+# ----------------------------------------------------------------------------- edges (from mutation testing)
+def test_rollout_and_evaluate_default_lengths_and_timing(recording_env):
+    """Episodes last 300 steps by default, and ``chunk_ms`` times the policy on the first 20 start states."""
+    cfg = PushTPolicyConfig(n_obs_steps=2, n_action_steps=8, horizon=16)
+    assert rollout(ScriptedPolicy(cfg), seed=0)["steps"] == 300         # the scripted targets never succeed
+    assert evaluate(ScriptedPolicy(cfg), seeds=[0])["steps"].tolist() == [300]
+    policy = ScriptedPolicy(cfg)
+    evaluate(policy, seeds=range(21), max_steps=1)
+    assert len(policy.histories) == 1 + 20                          # one decision point, then 20 timing calls
+    assert [len(h) for h in policy.histories] == [21] + [1] * 20
+
+
+@pytest.mark.parametrize("protocol", ["book", "reference"])
+def test_rollouts_start_from_the_seeded_reset_of_their_protocol_without_rendering(recording_env, protocol):
+    """The first observation is that of ``PushTEnv(reset_protocol=protocol).reset(seed=seed)``; no frames, no chunks
+    and no renderer unless asked."""
+    cfg = PushTPolicyConfig(n_obs_steps=2, n_action_steps=4, horizon=8)
+    out = rollout(ScriptedPolicy(cfg), seed=5, max_steps=2, protocol=protocol)
+    evaluate(ScriptedPolicy(cfg), seeds=[5, 9], max_steps=2, n_timing=1, protocol=protocol)
+    assert "frames" not in out and "chunks" not in out
+    for env, seed in zip(recording_env, [5, 5, 9]):
+        assert env.render_mode is None and env.reset_protocol == protocol
+        want = PushTEnv(obs_type="keypoints", reset_protocol=protocol).reset(seed=seed)[0]
+        np.testing.assert_array_equal(env.observations[0], want)
+    other = "reference" if protocol == "book" else "book"
+    assert not np.array_equal(recording_env[0].observations[0],
+                              PushTEnv(obs_type="keypoints", reset_protocol=other).reset(seed=5)[0])
+
+
+def test_evaluate_calls_the_policy_again_every_ta_steps(recording_env):
+    """With H != 2 Ta only rows To-1 .. To-2+Ta of each chunk are executed: a new call every Ta = 4 steps."""
+    cfg = PushTPolicyConfig(n_obs_steps=3, n_action_steps=4, horizon=16)
+    policy = ScriptedPolicy(cfg)
+    evaluate(policy, seeds=[6, 16], max_steps=9, n_timing=1)
+    assert len(policy.histories) == 3 + 1                        # decision points at steps 0, 4, 8; one timing call
+    for b, env in enumerate(recording_env):
+        k = np.arange(2, 6)
+        for n in range(3):
+            expected = np.stack([100.0 + 10 * k, np.full(4, 100.0 + 20 * n + b)], axis=1)[: 9 - 4 * n]
+            np.testing.assert_array_equal(np.array(env.actions[4 * n: 4 * n + 4]), expected)
+
+
+class TeleportEnv(PushTEnv):
+    """After each step the block is reported at a scripted position (by reset seed): to test ``block_left``."""
+
+    script: dict = {}
+
+    def reset(self, seed=None, options=None):
+        self._seed, self._forced = seed, None
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self._forced = None
+        out = super().step(action)
+        self._forced = np.array([*TeleportEnv.script[self._seed][self._elapsed_steps - 1], 0.0])
+        return out
+
+    @property
+    def block_pose(self):
+        return super().block_pose if getattr(self, "_forced", None) is None else self._forced
+
+
+def test_evaluate_flags_a_block_that_ever_left_the_workspace(monkeypatch):
+    """``block_left``: the centre was once outside [0, 512]^2 (strictly; the edges are inside), even if it came back."""
+    import tutorial_lib.agents.pusht_rollout as module
+
+    TeleportEnv.script = {0: [(-1.0, 100.0), (100.0, 100.0), (100.0, 100.0)],      # out along x only, then back
+                          1: [(0.0, 512.0), (0.5, 100.0), (512.0, 0.0)],          # on the edges: inside
+                          2: [(100.0, 100.0), (100.0, 512.5), (100.0, 100.0)]}    # out along y only
+    monkeypatch.setattr(module, "PushTEnv", TeleportEnv)
+    ev = evaluate(ScriptedPolicy(PushTPolicyConfig(n_obs_steps=2, n_action_steps=8, horizon=16)), seeds=[0, 1, 2],
+                  max_steps=3, n_timing=1)
+    assert ev["steps"].tolist() == [3, 3, 3]
+    assert ev["block_left"].tolist() == [True, False, True]
+
+
+def test_evaluate_reports_the_median_policy_call_in_milliseconds(monkeypatch):
+    import tutorial_lib.agents.pusht_rollout as module
+
+    class Clock:                       # every timed call takes 0.25 s, 0.5 s or 2 s: median 0.5 s
+        def __init__(self):
+            self.t, self.durations, self.started = 0.0, iter([0.25, 2.0, 0.5]), False
+
+        def perf_counter(self):
+            if self.started:
+                self.t += next(self.durations)
+            self.started = not self.started
+            return self.t
+
+    monkeypatch.setattr(module, "time", Clock())
+    ev = evaluate(ScriptedPolicy(PushTPolicyConfig(n_obs_steps=2, n_action_steps=8, horizon=16)), seeds=[0, 1, 2],
+                  max_steps=1, n_timing=3)
+    assert ev["chunk_ms"] == pytest.approx(500.0)

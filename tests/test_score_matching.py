@@ -74,3 +74,26 @@ def test_draws_repeat_with_the_generator_and_follow_the_device():
     seen = []
     dsm_loss(lambda x, s: seen.append((x.device.type, s.device.type)) or x, x.to("meta"), 0.1, 10.0)
     assert seen == [("meta", "meta")]
+
+
+def test_score_network_defaults_and_layout():
+    """The documented defaults (2-D points, width 128, 3 residual blocks) and the log-sigma scale 100 of the time input."""
+    net = NoiseConditionalScoreNet()
+    assert net.net.dim == 2 and net.net.time_scale == 100.0
+    assert net.net.inp.in_features == 2 and net.net.inp.out_features == 128 and len(net.net.blocks) == 3
+    small = NoiseConditionalScoreNet(dim=3, hidden=8, depth=1)
+    assert small.net.dim == 3 and small.net.inp.out_features == 8 and len(small.net.blocks) == 1
+    assert small(torch.randn(4, 3), 0.5).shape == (4, 3)
+
+
+def test_score_network_casts_sigma_to_the_data_dtype_and_device():
+    """A float sigma becomes a tensor of x's dtype (float64 in, float64 out) on x's device ("meta" stands in for a GPU)."""
+    torch.manual_seed(0)
+    net = NoiseConditionalScoreNet(dim=2, hidden=8, depth=1).double()
+    x = torch.randn(3, 2, dtype=torch.float64)
+    for sigma in (0.3, torch.tensor([0.5, 1.0, 2.0], dtype=torch.float32)):      # 0.3: not exact in float32
+        out = net(x, sigma)
+        assert out.dtype == torch.float64
+        s = torch.as_tensor(sigma, dtype=torch.float64).expand(3)
+        torch.testing.assert_close(out, net.net(x, s.log()) / s[:, None], rtol=0, atol=0)
+    assert net.to("meta")(x.to("meta"), 0.5).device.type == "meta"

@@ -117,7 +117,7 @@ def check_config(stored: dict, expected: Any, *, ignore: tuple[str, ...] = (), w
     diffs = [f"{k}: checkpoint has {stored.get(k, '<missing>')!r}, expected {expected.get(k, '<missing>')!r}"
              for k in sorted(keys) if stored.get(k, "<missing>") != expected.get(k, "<missing>")]
     if diffs:
-        raise CheckpointError(f"checkpoint {where} was made with a different config:\n  " + "\n  ".join(diffs)
+        raise CheckpointError(f"checkpoint {where + ' ' if where else ''}was made with a different config:\n  " + "\n  ".join(diffs)
                               + "\nretrain it, or build the model with the checkpoint's config")
 
 
