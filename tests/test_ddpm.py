@@ -197,3 +197,196 @@ def test_one_ddim_step_with_clamping_by_hand():
     x0 = ((x_T - (1 - a_t).sqrt() * eps_net) / a_t.sqrt()).clamp(-1, 1)
     eps = (x_T - a_t.sqrt() * x0) / (1 - a_t).sqrt()
     torch.testing.assert_close(traj[1], a_s.sqrt() * x0 + (1 - a_s).sqrt() * eps, rtol=0, atol=1e-5)
+
+
+# ----- pinned behaviour (mutation testing, tests/MUTANTS.md) ---------------------------------------------------
+
+
+def test_linear_schedule_boundary_dtype_and_message():
+    """T = 20 puts beta_end exactly at 1: refused like any shorter chain; the message names the bound; float64."""
+    for T in (15, 20):
+        with pytest.raises(ValueError, match=rf"^the linear schedule needs n_diffusion_steps > 20 \(beta_end is "
+                                             rf"rescaled by 1000 / T\), got {T}; use 'cosine' for short chains$"):
+            linear_beta_schedule(T)
+    assert linear_beta_schedule(21).dtype == torch.float64 and linear_beta_schedule(21)[-1] < 1
+
+
+def test_cosine_schedule_defaults_and_single_step():
+    T = 100
+    f = lambda t: math.cos((t / T + 0.008) / 1.008 * math.pi / 2) ** 2
+    betas = cosine_beta_schedule(T)
+    assert betas.dtype == torch.float64
+    assert betas[10].item() == pytest.approx(1 - f(11) / f(10), rel=1e-9)
+    assert betas[-1].item() == pytest.approx(0.999) and cosine_beta_schedule(T, max_beta=0.5).max().item() == 0.5
+    one = make_beta_schedule("cosine", 1)                  # the shortest chain: one step, clipped at max_beta
+    assert one.tolist() == pytest.approx([0.999])
+    with pytest.raises(ValueError, match=r"^n_diffusion_steps must be >= 1, got 0$"):
+        make_beta_schedule("cosine", 0)
+    with pytest.raises(ValueError, match=r"^unknown beta schedule 'x'; choose one of \['cosine', 'linear'\]$"):
+        make_beta_schedule("x", 5)
+
+
+def test_invalid_betas_and_prediction_are_refused():
+    for bad in ([0.1, 0.0], [0.1, 1.0], [0.1, -0.2], [[0.1, 0.2]], [0.1, 1.5]):
+        with pytest.raises(ValueError, match=r"^betas must be a 1-D tensor with every value in \(0, 1\)$"):
+            GaussianDiffusion(torch.tensor(bad))
+    with pytest.raises(ValueError, match=r"^prediction must be 'epsilon' or 'x0', got 'v'$"):
+        GaussianDiffusion(torch.tensor([0.1]), prediction="v")
+    d = GaussianDiffusion(torch.tensor([0.1, 0.999]), prediction="x0", clip_denoised=2.0)
+    assert (d.prediction, d.clip_denoised, d.n_diffusion_steps, d.device) == ("x0", 2.0, 2, torch.device("cpu"))
+
+
+def test_schedule_tensors_are_computed_in_float64():
+    """A float32 (or list) schedule is promoted first: 1 - (1 - 1e-8) is 1e-8 in float64 but 0 in float32."""
+    d = GaussianDiffusion([1e-8, 0.5])
+    assert d.sqrt_one_minus_alphas_cumprod[0].item() == pytest.approx(1e-4, rel=1e-4)
+    for k in ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+              "sqrt_one_minus_alphas_cumprod", "posterior_variance", "posterior_mean_coef1", "posterior_mean_coef2"):
+        assert getattr(d, k).dtype == torch.float32 and getattr(d, k).shape == (2,), k
+    torch.testing.assert_close(d.alphas_cumprod_prev, torch.tensor([1.0, 1 - 1e-8]))
+    b = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    d = GaussianDiffusion(b)
+    ac = torch.cumprod(1 - b, 0)
+    torch.testing.assert_close(d.alphas_cumprod, ac.float())
+    torch.testing.assert_close(d.posterior_variance, (b * (1 - torch.cat([torch.ones(1, dtype=b.dtype), ac[:-1]]))
+                                                      / (1 - ac)).float())
+    assert d.posterior_variance[0].item() == 0.0
+
+
+def test_to_moves_every_tensor_and_returns_self():
+    d = GaussianDiffusion(cosine_beta_schedule(10))
+    before = {k: v.clone() for k, v in vars(d).items() if isinstance(v, torch.Tensor)}
+    assert d.to("cpu") is d and d.device == torch.device("cpu")
+    assert len(before) == 9
+    for k, v in before.items():
+        torch.testing.assert_close(getattr(d, k), v)
+        assert getattr(d, k).device == torch.device("cpu")
+    d.device = "meta-not-a-device"                  # to() replaces the attribute with a torch.device
+    d.to(torch.device("cpu"))
+    assert d.device == torch.device("cpu")
+
+
+def test_q_sample_and_timesteps_are_reproducible_from_the_generator():
+    d = GaussianDiffusion(cosine_beta_schedule(5))
+    x0 = torch.linspace(-1, 1, 6).reshape(3, 2)
+    t = torch.tensor([0, 2, 4])
+    xt = d.q_sample(x0, t, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(xt, d.sqrt_alphas_cumprod[t][:, None] * x0
+                               + d.sqrt_one_minus_alphas_cumprod[t][:, None] * noise)
+    ts = d.sample_timesteps(4000, torch.Generator().manual_seed(0))
+    assert ts.dtype == torch.long and ts.shape == (4000,) and set(ts.tolist()) == {0, 1, 2, 3, 4}
+    torch.testing.assert_close(ts, torch.randint(0, 5, (4000,), generator=torch.Generator().manual_seed(0)))
+
+
+def test_training_loss_by_hand_with_condition_and_x0_target():
+    for prediction in ("epsilon", "x0"):
+        d = GaussianDiffusion(cosine_beta_schedule(8), prediction=prediction)
+        x0 = torch.linspace(-1, 1, 10).reshape(5, 2)
+        g = torch.Generator().manual_seed(4)
+        t = torch.randint(0, 8, (5,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        x_t = d.q_sample(x0, t, noise)
+        cond = lambda x: x * 0 + 0.25                       # the network should see condition(x_t)
+        seen = []
+        model = lambda x, tt: seen.append((x.clone(), tt.clone())) or torch.full_like(x, 0.5)
+        loss = d.training_loss(model, x0, torch.Generator().manual_seed(4), condition=cond)
+        torch.testing.assert_close(seen[0][0], cond(x_t))
+        assert seen[0][1].tolist() == t.tolist()
+        target = noise if prediction == "epsilon" else x0
+        assert loss.item() == pytest.approx(((0.5 - target) ** 2).mean().item(), rel=1e-6)
+        seen.clear()
+        d.training_loss(model, x0, torch.Generator().manual_seed(4))
+        torch.testing.assert_close(seen[0][0], x_t)
+
+
+def test_p_sample_loop_by_hand_trajectory_condition_and_warm_start():
+    d = GaussianDiffusion(torch.tensor([0.1, 0.2, 0.3]))
+    model = lambda x, t: 0.5 * x + 0.1 * t[:, None].float()
+    cond = lambda x: torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:]], 1)   # pin the first coordinate to 0
+    g = torch.Generator().manual_seed(0)
+    x = cond(torch.randn((2, 2), generator=g))
+    want = [x]
+    for t in (2, 1, 0):
+        tt = torch.full((2,), t)
+        mean, var, _ = d.p_mean_variance(model, x, tt)
+        x = mean if t == 0 else mean + var.sqrt() * torch.randn((2, 2), generator=g)
+        x = cond(x)
+        want.append(x)
+    traj = d.p_sample_loop(model, (2, 2), generator=torch.Generator().manual_seed(0), return_trajectory=True,
+                           condition=cond)
+    torch.testing.assert_close(traj, torch.stack(want))
+    last = d.p_sample_loop(model, (2, 2), generator=torch.Generator().manual_seed(0), condition=cond)
+    torch.testing.assert_close(last, want[-1])
+    # warm start at t_start = 1: x_T is used as given (after the condition), then the steps 1, 0
+    x1 = torch.tensor([[0.3, -0.4], [1.0, 2.0]])
+    traj = d.p_sample_loop(model, (2, 2), generator=torch.Generator().manual_seed(5), x_T=x1, t_start=1,
+                           return_trajectory=True)
+    assert traj.shape == (3, 2, 2)
+    torch.testing.assert_close(traj[0], x1)
+    mean, var, _ = d.p_mean_variance(model, x1, torch.full((2,), 1))
+    torch.testing.assert_close(traj[1], mean + var.sqrt() * torch.randn((2, 2), generator=torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(traj[2], d.p_mean_variance(model, traj[1], torch.zeros(2, dtype=torch.long))[0])
+    assert d.p_sample_loop(model, (2, 2), x_T=x1, t_start=2, return_trajectory=True).shape == (4, 2, 2)
+    with pytest.raises(ValueError, match=r"^t_start must be a diffusion step in \[0, 2\], got 3$"):
+        d.p_sample_loop(model, (2, 2), x_T=x1, t_start=3)
+    with pytest.raises(ValueError, match=r"^a warm start \(t_start\) needs x_T, the sample at step t_start$"):
+        d.p_sample_loop(model, (2, 2), t_start=0)
+
+
+def test_ddim_by_hand_with_eta_condition_and_warm_start():
+    d = GaussianDiffusion(cosine_beta_schedule(10))
+    model = lambda x, t: 0.3 * x - 0.05 * t[:, None].float()
+    cond = lambda x: x.clamp(-1.5, 1.5)
+    for eta, spacing in ((0.0, "uniform"), (0.7, "quadratic")):
+        g = torch.Generator().manual_seed(1)
+        x = cond(torch.randn((3, 2), generator=g))
+        want = [x]
+        steps = d.ddim_timesteps(4, spacing)
+        for i, t in enumerate(steps):
+            s = steps[i + 1] if i + 1 < len(steps) else -1
+            eps, x0 = d.predict_eps_x0(model, x, torch.full((3,), t))
+            a_t = d.alphas_cumprod[t].double()
+            a_s = d.alphas_cumprod[s].double() if s >= 0 else torch.tensor(1.0, dtype=torch.float64)
+            sigma = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
+            x = (a_s.sqrt() * x0 + max(1 - a_s - sigma ** 2, 0) ** 0.5 * eps).float()
+            if eta > 0 and s >= 0:
+                x = x + sigma * torch.randn((3, 2), generator=g)
+            x = cond(x)
+            want.append(x)
+        traj = d.ddim_sample_loop(model, (3, 2), 4, eta=eta, generator=torch.Generator().manual_seed(1),
+                                  return_trajectory=True, spacing=spacing, condition=cond)
+        torch.testing.assert_close(traj, torch.stack(want), rtol=1e-5, atol=1e-5)
+        last = d.ddim_sample_loop(model, (3, 2), 4, eta=eta, generator=torch.Generator().manual_seed(1),
+                                  spacing=spacing, condition=cond)
+        torch.testing.assert_close(last, want[-1], rtol=1e-5, atol=1e-5)
+    x5 = torch.full((3, 2), 0.5)
+    traj = d.ddim_sample_loop(model, (3, 2), 2, x_T=x5, t_start=5, return_trajectory=True)
+    assert traj.shape == (3, 3, 2)
+    torch.testing.assert_close(traj[0], x5)
+    assert d.ddim_timesteps(2, t_start=5) == [5, 2]
+
+
+def test_ddim_timesteps_bounds_and_messages():
+    d = GaussianDiffusion(cosine_beta_schedule(10))
+    assert d.ddim_timesteps(1) == [9] and d.ddim_timesteps(10) == list(range(9, -1, -1))
+    assert d.ddim_timesteps(3, t_start=0 + 2) == [2, 1, 0] and d.ddim_timesteps(1, t_start=0) == [0]
+    assert d.ddim_timesteps(4, "quadratic") == [9, 5, 1, 0] and d.ddim_timesteps(7, "quadratic") == [9, 6, 4, 3, 2, 1, 0]
+    with pytest.raises(ValueError, match=r"^n_steps must be in \[1, 10\], got 11$"):
+        d.ddim_timesteps(11)
+    with pytest.raises(ValueError, match=r"^n_steps must be in \[1, 3\], got 4$"):
+        d.ddim_timesteps(4, t_start=2)
+    with pytest.raises(ValueError, match=r"^unknown spacing 'cubic'; choose 'uniform' or 'quadratic'$"):
+        d.ddim_timesteps(2, "cubic")
+
+
+def test_respace_keeps_prediction_and_clipping_and_forwards_extra_arguments():
+    from tutorial_lib.diffusion.ddpm import respace, respaced_model
+
+    full = GaussianDiffusion(cosine_beta_schedule(20), prediction="x0", clip_denoised=1.5)
+    short, steps = respace(full, 4)
+    assert (short.prediction, short.clip_denoised, short.n_diffusion_steps) == ("x0", 1.5, 4)
+    assert steps.tolist() == [4, 9, 14, 19] and steps.dtype == torch.long and short.device == full.device
+    torch.testing.assert_close(short.alphas_cumprod, full.alphas_cumprod[steps])
+    got = respaced_model(lambda x, t, c=None: (t, c), steps)(torch.zeros(2), torch.tensor([0, 3]), "cond")
+    assert got[0].tolist() == [4, 19] and got[1] == "cond"
