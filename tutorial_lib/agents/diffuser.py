@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import torch
 
 from ..diffusion.ddpm import GaussianDiffusion, make_beta_schedule
+from ..diffusion.guidance import drop_condition
 from ..envs.maze_data import load_stream
 from ..nets.temporal_unet import TemporalUnet
 from .trajectories import ACTION_DIM, OBSERVATION_DIM, SPLITS, TRANSITION_DIM, LimitsNormalizer, TrajectoryWindows
 
-__all__ = ["apply_conditioning", "condition_mask", "with_mask", "start_goal_conditions", "random_conditions", "make_diffusion", "diffuser_loss", "sample_plans",
+__all__ = ["apply_conditioning", "condition_mask", "with_mask", "start_goal_conditions", "random_conditions", "make_diffusion", "diffuser_loss", "cfg_inpainting_loss", "sample_plans",
            "DiffuserConfig", "maze_windows", "load_diffuser"]
 
 
@@ -124,6 +125,21 @@ def random_conditions(x0: torch.Tensor, generator: torch.Generator | None = None
 def make_diffusion(n_diffusion_steps: int, schedule: str = "cosine") -> GaussianDiffusion:
     """Diffuser's process: cosine schedule, the network predicts ``x_0``, estimates clipped to ``[-1, 1]``."""
     return GaussianDiffusion(make_beta_schedule(schedule, n_diffusion_steps), prediction="x0", clip_denoised=1.0)
+
+
+def cfg_inpainting_loss(model, diffusion: GaussianDiffusion, x0: torch.Tensor, conditions: dict, cond: torch.Tensor,
+                        p_uncond: float, generator: torch.Generator | None = None,
+                        action_dim: int = ACTION_DIM) -> torch.Tensor:
+    """Diffuser's loss with ``conditions`` inpainted and ``cond`` a FiLM condition for classifier-free guidance.
+
+    ``model(x, t, c)``; ``x0: (B, H, D)`` normalised windows; ``cond: (B, K)`` replaced by the null token with
+    probability ``p_uncond`` (``guidance.drop_condition``); ``conditions`` as for :func:`apply_conditioning`.
+    """
+    c = drop_condition(cond, p_uncond, generator)
+
+    def condition(x):
+        return apply_conditioning(x, conditions, action_dim=action_dim)
+    return diffusion.training_loss(lambda x, t: condition(model(x, t, c)), x0, generator, condition=condition)
 
 
 def diffuser_loss(model, diffusion: GaussianDiffusion, x0: torch.Tensor, generator: torch.Generator | None = None,

@@ -29,9 +29,9 @@ import torch
 
 from ..core.utils import get_device
 from ..diffusion.ddpm import GaussianDiffusion
-from ..diffusion.guidance import cfg_denoiser, drop_condition
+from ..diffusion.guidance import cfg_denoiser
 from ..nets.conditional_unet import ConditionalUnet1D
-from .diffuser import apply_conditioning, make_diffusion
+from .diffuser import apply_conditioning, cfg_inpainting_loss, make_diffusion
 from .goal_windows import GoalSegments, goal_segments
 from .inverse_dynamics import InverseDynamics
 from .trajectories import OBSERVATION_DIM, LimitsNormalizer
@@ -108,12 +108,7 @@ def state_cfg_loss(model, diffusion: GaussianDiffusion, x0: torch.Tensor, goal: 
     if x0.ndim != 3 or x0.shape[-1] != OBSERVATION_DIM or goal.shape != (x0.shape[0], 2):
         raise ValueError(f"need x0 (B, H, {OBSERVATION_DIM}) and goal (B, 2), got {tuple(x0.shape)} and "
                          f"{tuple(goal.shape)}")
-    conditions = {0: x0[:, 0]}
-    c = drop_condition(goal, p_uncond, generator)
-
-    def condition(x):
-        return apply_conditioning(x, conditions, action_dim=0)
-    return diffusion.training_loss(lambda x, t: condition(model(x, t, c)), x0, generator, condition=condition)
+    return cfg_inpainting_loss(model, diffusion, x0, {0: x0[:, 0]}, goal, p_uncond, generator, action_dim=0)
 
 
 def state_recipe_loss(cfg: StateDiffuserConfig, device):

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..agents.diffuser_planner import DiffuserPlanner, Plan
-from ..agents.diffuser import apply_conditioning, make_diffusion, start_goal_conditions, with_mask
-from ..diffusion.guidance import cfg_denoiser, drop_condition, guided_sample_loop, value_loss
+from ..agents.diffuser import apply_conditioning, cfg_inpainting_loss, make_diffusion, start_goal_conditions, with_mask
+from ..diffusion.guidance import cfg_denoiser, guided_sample_loop, value_loss
 from ..nets.conditional_unet import ConditionalUnet1D
 from ..nets.temporal_value import TemporalValue
 from ..agents.trajectories import ACTION_DIM, OBSERVATION_DIM, TRANSITION_DIM, LimitsNormalizer
@@ -156,12 +156,8 @@ def cfg_loss(model, diffusion, x0: torch.Tensor, p_uncond: float, generator: tor
     ``x0: (B, H, 6)`` normalised windows; the condition is ``x0[:, -1, 2:4]``, replaced by the null
     token with probability ``p_uncond`` (``guidance.drop_condition``).
     """
-    conditions = {0: x0[:, 0, ACTION_DIM:]}
-    c = drop_condition(x0[:, -1, ACTION_DIM:ACTION_DIM + 2], p_uncond, generator)
-
-    def condition(x):
-        return apply_conditioning(x, conditions)
-    return diffusion.training_loss(lambda x, t: condition(model(x, t, c)), x0, generator, condition=condition)
+    return cfg_inpainting_loss(model, diffusion, x0, {0: x0[:, 0, ACTION_DIM:]}, x0[:, -1, ACTION_DIM:ACTION_DIM + 2],
+                               p_uncond, generator)
 
 
 def maze_cfg_loss(cfg: MazeCFGConfig, device):
