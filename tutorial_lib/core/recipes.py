@@ -251,6 +251,16 @@ RECIPES: dict[str, Recipe] = {
         "motivation-dynamics-mlp",
         "one-step dynamics model (MLP) of the U-Maze expert data, for the compounding-error study (Chapter 2)",
         dict(n_steps=20_000)),
+    "motivation-dynamics-mlp-10k": _dynamics_recipe(
+        "motivation-dynamics-mlp-10k",
+        "one-step dynamics model (MLP) of the first 1 % of the U-Maze expert data (10k transitions), for the "
+        "model-planning sweep (Chapter 2)",
+        dict(n_transitions=10_000, n_steps=20_000)),
+    "motivation-dynamics-mlp-100k": _dynamics_recipe(
+        "motivation-dynamics-mlp-100k",
+        "one-step dynamics model (MLP) of the first 10 % of the U-Maze expert data (100k transitions), for the "
+        "model-planning sweep (Chapter 2)",
+        dict(n_transitions=100_000, n_steps=20_000)),
     "motivation-sequence-diffusion": _sequence_recipe(
         "motivation-sequence-diffusion",
         "temporal U-Net diffusion over 128-step U-Maze windows, actions and start inpainted (Chapter 2)", {}),
