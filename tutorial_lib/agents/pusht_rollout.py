@@ -70,7 +70,7 @@ def rollout(policy: _ChunkPolicy, seed: int, max_steps: int = 300, render: bool 
 
 
 def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_timing: int = 20,
-             protocol: str = "book") -> dict:
+             protocol: str = "book", record_actions: bool = False) -> dict:
     """Roll out from every reset seed at once and score the episodes.
 
     The episodes run in lockstep and the policy is called once per decision point on the batch of
@@ -86,7 +86,8 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
     - per episode: ``max_coverage``, ``max_reward``, ``steps`` and ``block_left`` (the block's
       centre left the 512 x 512 workspace: pushed through a wall);
     - ``chunk_ms``: the median wall time of one *single-episode* policy call (batch of 1), over
-      the first ``n_timing`` start states.
+      the first ``n_timing`` start states;
+    - with ``record_actions``, ``actions``: per episode the ``(steps, 2)`` actions executed (pixels).
     """
     cfg = policy.cfg
     seeds = [int(s) for s in seeds]
@@ -96,6 +97,7 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
     queues = [deque() for _ in seeds]
     max_cov, steps = np.zeros(len(seeds)), np.zeros(len(seeds), int)
     success, block_left = np.zeros(len(seeds), bool), np.zeros(len(seeds), bool)
+    executed = [[] for _ in seeds]
     active = list(range(len(seeds)))
     while active:
         need = [i for i in active if not queues[i]]
@@ -105,7 +107,9 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
                 queues[i].extend(chunk[cfg.n_obs_steps - 1: cfg.n_obs_steps - 1 + cfg.n_action_steps])
         still = []
         for i in active:
-            obs, _, terminated, truncated, info = envs[i].step(np.clip(queues[i].popleft(), 0, 512))
+            action = np.clip(queues[i].popleft(), 0, 512)
+            obs, _, terminated, truncated, info = envs[i].step(action)
+            executed[i].append(action)
             histories[i].append(obs)
             max_cov[i], steps[i] = max(max_cov[i], info["coverage"]), steps[i] + 1
             success[i] |= terminated
@@ -121,8 +125,11 @@ def evaluate(policy: _ChunkPolicy, seeds=EVAL_SEEDS, max_steps: int = 300, n_tim
         timings.append(time.perf_counter() - t0)
     max_reward = np.clip(max_cov / SUCCESS_THRESHOLD, 0.0, 1.0)
     cov_ci, rew_ci, succ_ci = mean_ci95(max_cov)[1], mean_ci95(max_reward)[1], wilson_ci95(int(success.sum()), len(seeds))
-    return {"mean_max_coverage": float(max_cov.mean()), "mean_max_reward": float(max_reward.mean()),
-            "success": float(success.mean()), "n_episodes": len(seeds),
-            "ci95": {"mean_max_coverage": cov_ci, "mean_max_reward": rew_ci, "success": list(succ_ci)},
-            "max_coverage": max_cov, "max_reward": max_reward, "steps": steps, "block_left": block_left,
-            "chunk_ms": float(1000 * np.median(timings))}
+    out = {"mean_max_coverage": float(max_cov.mean()), "mean_max_reward": float(max_reward.mean()),
+           "success": float(success.mean()), "n_episodes": len(seeds),
+           "ci95": {"mean_max_coverage": cov_ci, "mean_max_reward": rew_ci, "success": list(succ_ci)},
+           "max_coverage": max_cov, "max_reward": max_reward, "steps": steps, "block_left": block_left,
+           "chunk_ms": float(1000 * np.median(timings))}
+    if record_actions:
+        out["actions"] = [np.array(a, dtype=np.float64).reshape(-1, 2) for a in executed]
+    return out

@@ -30,7 +30,7 @@ from ..core.training import TrainResult
 
 __all__ = ["ImitationConfig", "BCPolicy", "DiffusionPolicy", "imitation_data", "bc_loss",
            "diffusion_from_imitation_config", "diffusion_policy_loss", "build_bc", "build_diffusion_net",
-           "train_bc", "train_diffusion_policy", "multimodal_experiment"]
+           "train_bc", "train_diffusion_policy", "multimodal_experiment", "data_efficiency_experiment"]
 
 STATE_DIM, ACTION_DIM = 2, 2
 
@@ -219,3 +219,39 @@ def multimodal_experiment(cfg: ImitationConfig = ImitationConfig(), n_eval: int 
         "diffusion_train_seconds": dp.history["wall_time"][-1],
         "bc_rollout": bc_out, "diffusion_rollout": dp_out,
     }
+
+
+def data_efficiency_experiment(n_demos=(10, 25, 50, 100, 200), seeds=(0, 1, 2), n_eval: int = 100,
+                               eval_seed: int = 1, cfg: ImitationConfig = ImitationConfig(), log=None) -> dict:
+    """Success against the number of demonstrations, BC and the diffusion policy (Chi et al. 2023 report about
+    50-200 demonstrations per task; how few does the obstacle task need?).
+
+    For each ``n`` in ``n_demos`` and each seed ``s``: ``n`` demonstrations drawn with ``demo_seed = s``, both
+    policies trained with ``seed = s`` and the recipe's other settings, then rolled out from the same ``n_eval``
+    starts (``eval_seed``). Returns ``n_demos`` (list), ``bc_success`` and ``diffusion_success`` (the mean over
+    seeds, lists beside it), the per-seed rates, and Wilson 95 % intervals over the pooled episodes.
+    """
+    import dataclasses
+
+    task = ObstacleTask()
+    starts = sample_start_states(n_eval, seed=eval_seed, task=task)
+    out = {"n_demos": list(n_demos), "seeds": list(seeds), "n_eval": n_eval,
+           "bc_success": [], "diffusion_success": [], "bc_by_seed": [], "diffusion_by_seed": [],
+           "ci95": {"bc_success": [], "diffusion_success": []}}
+    for n in n_demos:
+        rates = {"bc": [], "diffusion": []}
+        for s in seeds:
+            c = dataclasses.replace(cfg, n_demos=n, demo_seed=s, seed=s)
+            bc = train_bc(c).ema_model.cpu()
+            dp = DiffusionPolicy(train_diffusion_policy(c).ema_model, c, task.max_step,
+                                 generator=torch.Generator().manual_seed(eval_seed))
+            rates["bc"].append(rollout(lambda x: bc(x), starts, task, c.n_action_steps)["success"].float().mean().item())
+            rates["diffusion"].append(rollout(dp, starts, task, c.n_action_steps)["success"].float().mean().item())
+            if log is not None:
+                log(f"  {n} demonstrations, seed {s}: BC {rates['bc'][-1]:.2f}, diffusion {rates['diffusion'][-1]:.2f}")
+        for key in ("bc", "diffusion"):
+            out[f"{key}_success"].append(sum(rates[key]) / len(seeds))
+            out[f"{key}_by_seed"].append(rates[key])
+            hits = int(round(sum(rates[key]) * n_eval))
+            out["ci95"][f"{key}_success"].append(list(wilson_ci95(hits, n_eval * len(seeds))))
+    return out
