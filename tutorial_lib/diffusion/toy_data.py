@@ -6,7 +6,8 @@ import math
 
 import torch
 
-__all__ = ["GaussianMixture", "song_ermon_mixture", "six_mode_mixture", "swiss_roll", "DATASETS", "sample_dataset"]
+__all__ = ["GaussianMixture", "song_ermon_mixture", "six_mode_mixture", "grid_mixture", "swiss_roll", "DATASETS",
+           "MIXTURES", "sample_dataset"]
 
 
 class GaussianMixture:
@@ -89,6 +90,22 @@ class GaussianMixture:
         """Total variation ``0.5 sum_k |w_k - share_k|`` between the weights and the shares of ``x``."""
         return 0.5 * (self.weights - self.mode_shares(x)).abs().sum().item()
 
+    def mode_coverage(self, x: torch.Tensor, min_share: float = 0.25, max_distance: float = 3.0) -> tuple[float, float]:
+        """How many modes the points ``x: (N, D)`` reach, and how many points land on none.
+
+        A point *lands on* component k when its Mahalanobis distance ``sqrt((x - mu_k)^T Sigma_k^{-1} (x - mu_k))``
+        to k is at most ``max_distance`` (the nearest such k). Component k is *covered* when at least
+        ``min_share * w_k * N`` points land on it (a quarter of its expected count by default). Returns
+        ``(covered share of the K components, share of the points that land on no component)``.
+        """
+        diff = x[:, None, :] - self.means[None]
+        maha = torch.einsum("nkd,kde,nke->nk", diff, self._prec, diff).clamp_min(0).sqrt()     # (N, K)
+        nearest = maha.argmin(dim=1)
+        on = maha.gather(1, nearest[:, None])[:, 0] <= max_distance
+        counts = torch.bincount(nearest[on], minlength=len(self.weights)).float()
+        covered = counts >= min_share * self.weights * len(x)
+        return covered.float().mean().item(), 1.0 - on.float().mean().item()
+
 
 def song_ermon_mixture() -> GaussianMixture:
     """``1/5 N((-5,-5), I) + 4/5 N((5,5), I)``: the example of Song & Ermon (2019), Sec. 3.2."""
@@ -110,6 +127,16 @@ def six_mode_mixture(scale: float = 1.0) -> GaussianMixture:
     return GaussianMixture(means, torch.stack(covs), weights=[0.3, 0.1, 0.2, 0.1, 0.2, 0.1])
 
 
+def grid_mixture(n_side: int = 5, spacing: float = 1.0, std: float = 0.1) -> GaussianMixture:
+    """``n_side^2`` equal isotropic Gaussians of standard deviation ``std`` on a square grid of pitch ``spacing``,
+    centred on the origin: the 25-mode grid on which GANs are known to drop modes (e.g. Srivastava et al. 2017)."""
+    if n_side < 1 or spacing <= 0 or std <= 0:
+        raise ValueError(f"need n_side >= 1, spacing > 0 and std > 0, got {n_side}, {spacing}, {std}")
+    c = (torch.arange(n_side, dtype=torch.float32) - (n_side - 1) / 2) * spacing
+    means = torch.stack(torch.meshgrid(c, c, indexing="xy"), dim=-1).reshape(-1, 2)
+    return GaussianMixture(means, torch.full((n_side * n_side,), std), torch.ones(n_side * n_side))
+
+
 def swiss_roll(n: int, generator: torch.Generator | None = None, noise: float = 0.03) -> torch.Tensor:
     """Points on a 2D spiral, ``x = t (cos t, sin t) / 10`` with ``t ~ U(1.5 pi, 4.5 pi)``.
 
@@ -124,12 +151,16 @@ def swiss_roll(n: int, generator: torch.Generator | None = None, noise: float = 
 
 
 # The 2D data sets of Chapter 1's DDPM lesson, by name: (n, generator, noise) -> (n, 2) points.
-# "six_modes" is the six-mode mixture at half size (ring of radius 1.5); "noise" applies to the
-# swiss roll only.
+# "six_modes" is the six-mode mixture at half size (ring of radius 1.5); "grid25" the 5 x 5 grid of
+# ``grid_mixture`` (modes at -2 .. 2, standard deviation 0.1); "noise" applies to the swiss roll only.
 DATASETS = {
     "six_modes": lambda n, generator, noise: six_mode_mixture(scale=0.5).sample(n, generator),
     "swiss_roll": lambda n, generator, noise: swiss_roll(n, generator, noise),
+    "grid25": lambda n, generator, noise: grid_mixture().sample(n, generator),
 }
+
+# The mixtures behind the data sets that are mixtures (for mode shares and coverage).
+MIXTURES = {"six_modes": lambda: six_mode_mixture(scale=0.5), "grid25": grid_mixture}
 
 
 def sample_dataset(name: str, n: int, generator: torch.Generator | None = None, noise: float = 0.03) -> torch.Tensor:
