@@ -53,7 +53,8 @@ from .literature_model_based import BUDGET, MPPI
 from .maze_eval import BENCH_SEED, ENV_IDS, evaluate_methods, make_planner
 
 __all__ = ["LAYOUT", "KNOTS", "HOLD", "REPLAN_EVERY", "REPLAN_ITERATIONS", "DATA_SWEEP", "TrueModel", "LearnedModel",
-           "plan_cost", "plan_mppi", "execute_controls", "ModelMPPIPolicy", "open_loop_mppi", "open_loop_diffuser",
+           "plan_cost", "plan_mppi", "execute_controls", "ModelMPPIPolicy", "mppi_episode", "diffuser_planner",
+           "diffuser_episode", "open_loop_mppi", "open_loop_diffuser",
            "closed_loop", "model_planning_bench"]
 
 LAYOUT = "umaze"
@@ -212,46 +213,61 @@ def _gap(predicted: np.ndarray, positions: np.ndarray, end: int) -> tuple[float,
     return float(err[-1]), float(err.mean())
 
 
+def mppi_episode(model, start, goal, seed: int = 0) -> dict:
+    """One MPPI plan through ``model`` from ``start`` (at rest) to ``goal``, executed open loop for an episode.
+
+    Returns ``predicted`` (the plan's positions after each step, ``(H, 2)``), ``executed`` (the environment's,
+    ``(300, 2)``), ``return``, ``success``, ``gap_end``, ``gap_mean`` (cells) and ``plan_seconds``.
+    """
+    t0 = time.perf_counter()
+    controls, predicted = plan_mppi(model, np.r_[start, 0.0, 0.0], goal, seed)
+    seconds = time.perf_counter() - t0
+    run = execute_controls(start, goal, controls)
+    end, mean = _gap(predicted, run["positions"], len(predicted))
+    return {"predicted": predicted, "executed": run["positions"], "return": run["return"],
+            "success": run["steps_to_goal"] is not None, "gap_end": end, "gap_mean": mean, "plan_seconds": seconds}
+
+
+def diffuser_planner(seed: int = 0, device=None):
+    """The shipped U-Maze Diffuser with the book's planner settings, except that it tracks its plan on the plan's
+    clock (PD, lookahead 1) and never replans: open-loop execution of one plan."""
+    return make_planner(LAYOUT, device=device, seed=seed, tracking="time", lookahead=1, replan_stalled=None)
+
+
+def diffuser_episode(planner, env, start, goal, seed: int = 0) -> dict:
+    """One open-loop Diffuser episode (``diffuser_planner``) in ``env``; the gap at the step the plan says it arrives
+    and along the plan up to it. Keys as ``mppi_episode``; ``predicted`` and ``executed`` are the plan's points
+    ``1..arrival`` and the ball's positions at the same steps."""
+    t0 = time.perf_counter()   # run_episode resets the planner (its sampler restarts from its seed)
+    states, total, first = run_episode(env, planner, start, goal, seed=seed)
+    if planner.n_plans != 1:
+        raise RuntimeError(f"the open-loop Diffuser made {planner.n_plans} plans; expected 1")
+    plan = planner.plan_result
+    arrival = int(plan.arrival[plan.chosen])
+    steps = np.arange(1, arrival + 1) * planner.stride          # the env steps of plan points 1..arrival
+    predicted, executed = plan.observations[plan.chosen, 1:arrival + 1, :2], states[steps, :2]
+    end, mean = _gap(predicted, executed, len(steps))
+    return {"predicted": predicted, "executed": executed, "return": total, "success": first is not None,
+            "gap_end": end, "gap_mean": mean, "plan_seconds": time.perf_counter() - t0, "states": states}
+
+
+_KEYS = ("return", "success", "gap_end", "gap_mean", "plan_seconds")
+
+
 def open_loop_mppi(model, pairs, seed: int = 0) -> dict:
-    """One MPPI plan per pair through ``model``, executed open loop: per-pair arrays ``return``,
-    ``success``, ``gap_end``, ``gap_mean`` (cells), and ``plan_seconds``."""
-    out = {k: [] for k in ("return", "success", "gap_end", "gap_mean", "plan_seconds")}
-    for k, (start, goal) in enumerate(pairs):
-        t0 = time.perf_counter()
-        controls, predicted = plan_mppi(model, np.r_[start, 0.0, 0.0], goal, seed + k)
-        out["plan_seconds"].append(time.perf_counter() - t0)
-        run = execute_controls(start, goal, controls)
-        end, mean = _gap(predicted, run["positions"], len(predicted))
-        out["gap_end"].append(end)
-        out["gap_mean"].append(mean)
-        out["return"].append(run["return"])
-        out["success"].append(run["steps_to_goal"] is not None)
-    return {k: np.asarray(v) for k, v in out.items()}
+    """``mppi_episode`` on every pair (seed ``seed + k`` for pair ``k``): per-pair arrays ``return``, ``success``,
+    ``gap_end``, ``gap_mean`` (cells) and ``plan_seconds``."""
+    runs = [mppi_episode(model, start, goal, seed + k) for k, (start, goal) in enumerate(pairs)]
+    return {key: np.asarray([r[key] for r in runs]) for key in _KEYS}
 
 
 def open_loop_diffuser(pairs, seed: int = 0, device=None) -> dict:
-    """One Diffuser plan per pair, tracked on the plan's clock (PD, lookahead 1), no replanning; the
-    gap at the plan's arrival step and along the plan up to it. Same keys as ``open_loop_mppi``."""
-    planner = make_planner(LAYOUT, device=device, seed=seed, tracking="time", lookahead=1, replan_stalled=None)
+    """``diffuser_episode`` on every pair; the same keys as ``open_loop_mppi`` (``plan_seconds``: the episode's)."""
+    planner = diffuser_planner(seed, device)
     env = gym.make(ENV_IDS[LAYOUT])
-    out = {k: [] for k in ("return", "success", "gap_end", "gap_mean", "plan_seconds")}
-    for k, (start, goal) in enumerate(pairs):
-        t0 = time.perf_counter()   # run_episode resets the planner (its sampler restarts from ``seed``)
-        states, total, first = run_episode(env, planner, start, goal, seed=seed + k)
-        if planner.n_plans != 1:
-            raise RuntimeError(f"the open-loop Diffuser made {planner.n_plans} plans on pair {k}; expected 1")
-        plan = planner.plan_result
-        out["plan_seconds"].append(time.perf_counter() - t0)
-        arrival = int(plan.arrival[plan.chosen])
-        steps = np.arange(1, arrival + 1) * planner.stride          # the env steps of plan points 1..arrival
-        predicted = plan.observations[plan.chosen, 1:arrival + 1, :2]
-        end, mean = _gap(predicted, states[steps, :2], len(steps))
-        out["gap_end"].append(end)
-        out["gap_mean"].append(mean)
-        out["return"].append(total)
-        out["success"].append(first is not None)
+    runs = [diffuser_episode(planner, env, start, goal, seed=seed + k) for k, (start, goal) in enumerate(pairs)]
     env.close()
-    return {k: np.asarray(v) for k, v in out.items()}
+    return {key: np.asarray([r[key] for r in runs]) for key in _KEYS}
 
 
 def closed_loop(model, pairs, seed: int = 0) -> dict:
