@@ -28,6 +28,37 @@ def test_motivation_bench_quick():
         assert rl["ci95"][method]["return"] >= 0 and len(rl["ci95"][method]["ood_rate"]) == 2
     for key in ("compounding", "compounding_pusht"):
         check_compounding(result[key])
+    check_model_planning(result["model_planning"])
+    check_stability(result["stability"])
+    check_smoothness(result["smoothness"])
+    de = result["data_efficiency"]
+    assert de["n_demos"] == [10, 50] and len(de["bc_success"]) == len(de["diffusion_success"]) == 2
+    for key in ("bc_success", "diffusion_success"):
+        for rate, (low, high) in zip(de[key], de["ci95"][key]):
+            assert low <= rate <= high
+
+
+def check_model_planning(mp):
+    for name in ("learned_mppi", "true_mppi", "diffuser"):
+        e = mp[name]["open_loop"]
+        assert 0 <= e["success"] <= 1 and e["n_episodes"] == mp["n_pairs"]
+        assert e["plan_exec_gap"]["end"] >= 0 and e["plan_exec_gap"]["mean"] >= 0
+    # the true model's plan is what the environment does (the same equations); a learned one's is not
+    assert mp["true_mppi"]["open_loop"]["plan_exec_gap"]["end"] < 1e-6
+    assert mp["learned_mppi"]["open_loop"]["plan_exec_gap"]["end"] > 1e-3
+    ratio = mp["learned_mppi"]["open_loop"]["plan_exec_gap"]["end"] / mp["diffuser"]["open_loop"]["plan_exec_gap"]["end"]
+    assert abs(mp["gap_ratio_learned_vs_diffuser"] - ratio) <= 0.01 * ratio + 0.01
+
+
+def check_smoothness(sm):
+    for task in ("pusht", "obstacle"):
+        assert set(sm[task]) == {"bc", "dp_1", "dp_4", "dp_8", "demonstrations"}
+        for name, e in sm[task].items():
+            assert e["jerk"] > 0 and e["reversals"] >= 0, (task, name)
+            if name != "demonstrations":
+                assert e["n_action_steps"] == (int(name[3:]) if name.startswith("dp_") else 8)
+    # the shipped diffusion policy pushes the T most of the way even on three starts; a broken one would not
+    assert sm["pusht"]["dp_8"]["mean_max_coverage"] > 0.5
 
 
 def check_compounding(cp):
@@ -38,3 +69,13 @@ def check_compounding(cp):
     assert all(e > 0 for e in cp["autoregressive_error"] + cp["diffusion_error"])
     ratio = cp["autoregressive_error"][-1] / cp["diffusion_error"][-1]
     assert abs(cp["error_ratio_at_max_horizon"] / ratio - 1) < 0.02
+
+
+def check_stability(st):
+    assert set(st["by_dataset"]) == {"six_modes", "grid25"} and st["harder_dataset"] == "grid25"
+    for name in ("ddpm", "gan"):
+        e = st[name]
+        assert e == st["by_dataset"]["grid25"][name]
+        assert len(e["final_quality"]) == 2 and e["worst_seed_quality"] == max(e["final_quality"])
+        assert 0 <= e["mode_coverage"] <= 1 and e["final_quality_cv"] >= 0
+        assert -1 <= e["loss_quality_correlation"] <= 1

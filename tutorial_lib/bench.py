@@ -103,6 +103,19 @@ def run_motivation(quick: bool = False, device=None) -> dict:
       200 held-out U-Maze windows of 128 steps given the same start state and actions
       (:func:`tutorial_lib.experiments.compounding.compounding_experiment`); ``compounding_pusht``: the same
       on 200 held-out 64-step episodes of open-loop Push-T play (block position, pixels).
+    - ``model_planning``: MPPI planning through the learned one-step model vs through the true dynamics vs
+      Diffuser on 50 U-Maze random pairs: success, normalized score and the plan-execution gap, open and
+      closed loop, and a data sweep of the learned model
+      (:func:`tutorial_lib.experiments.model_planning.model_planning_bench`, about 30 minutes).
+    - ``smoothness``: jerk (third difference of the commanded position) and direction reversals of the executed
+      motion, BC against the diffusion policy executing 1, 4 and 8 actions per chunk, on Push-T (the shipped
+      policies, 50 starts) and on the obstacle task (100 starts), and of the demonstrations themselves
+      (:mod:`tutorial_lib.experiments.smoothness`).
+    - ``data_efficiency``: obstacle-task success of BC and the diffusion policy against the number of
+      demonstrations, 3 seeds each (:func:`tutorial_lib.experiments.imitation.data_efficiency_experiment`).
+    - ``stability``: DDPM and GAN trained 8000 steps from 5 seeds each on the six-mode mixture and the 25-mode
+      grid: spread of the final quality, mode coverage, and how well each loss tracks quality
+      (:func:`tutorial_lib.experiments.stability.stability_bench`).
     """
     from .experiments.imitation import ImitationConfig, multimodal_experiment
     from .experiments.offline_bandit import BanditConfig, offline_bandit_experiment
@@ -129,6 +142,39 @@ def run_motivation(quick: bool = False, device=None) -> dict:
         result[key] = _rounded(cp, 6)
         _log(f"  error at horizon {cp['horizons'][-1]}: autoregressive {cp['autoregressive_error'][-1]:.4f}, "
              f"diffusion {cp['diffusion_error'][-1]:.4f} {unit} (ratio {cp['error_ratio_at_max_horizon']:.2f})")
+    from .experiments.imitation import data_efficiency_experiment
+    from .experiments.smoothness import demonstration_smoothness, obstacle_smoothness, pusht_smoothness
+
+    _log("smoothness: jerk and reversals of the executed motion, BC vs the diffusion policy (1, 4, 8 actions per chunk)")
+    result["smoothness"] = _rounded({
+        "pusht": {**pusht_smoothness(list(range(3 if quick else 50))), "demonstrations": demonstration_smoothness("pusht")},
+        "obstacle": {**obstacle_smoothness(n_eval=20 if quick else 100),
+                     "demonstrations": demonstration_smoothness("obstacle")}}, 6)
+    for task in ("pusht", "obstacle"):
+        sm = result["smoothness"][task]
+        _log(f"  {task} jerk: " + ", ".join(f"{k} {v['jerk']}" for k, v in sm.items()))
+    _log("data efficiency: obstacle-task success against the number of demonstrations")
+    if quick:
+        de = data_efficiency_experiment(n_demos=(10, 50), seeds=(0,), n_eval=20, cfg=im_cfg)
+    else:
+        de = data_efficiency_experiment(log=_log)
+    result["data_efficiency"] = _rounded(de, 4)
+    from .experiments.stability import StabilityConfig, stability_bench
+
+    _log("stable training: DDPM vs GAN, 5 seeds each, on the six-mode mixture and the 25-mode grid")
+    if quick:
+        tiny = StabilityConfig(n_train=512, hidden=32, depth=1, n_steps=60, batch_size=64, n_diffusion_steps=50,
+                               sample_steps=5, n_eval=200, eval_every=20, log_every=10)
+        st = stability_bench(seeds=(0, 1), cfg=tiny)
+    else:
+        st = stability_bench(log=_log)
+    result["stability"] = _rounded(st, 4)
+    from .experiments.model_planning import model_planning_bench
+
+    _log("model planning (U-Maze): MPPI through the learned model vs the true model vs Diffuser")
+    result["model_planning"] = model_planning_bench(quick=quick, log=_log, device=device)
+    _log(f"  plan-execution gap at the plan's end, learned MPPI / Diffuser: "
+         f"{result['model_planning']['gap_ratio_learned_vs_diffuser']:.2f}")
     return result
 
 
