@@ -213,14 +213,16 @@ def _gap(predicted: np.ndarray, positions: np.ndarray, end: int) -> tuple[float,
     return float(err[-1]), float(err.mean())
 
 
-def mppi_episode(model, start, goal, seed: int = 0) -> dict:
-    """One MPPI plan through ``model`` from ``start`` (at rest) to ``goal``, executed open loop for an episode.
+def mppi_episode(model, start, goal, seed: int = 0, n_iterations: int | None = None,
+                 n_samples: int | None = None) -> dict:
+    """One MPPI plan through ``model`` from ``start`` (at rest) to ``goal``, executed open loop for an episode
+    (``n_iterations`` x ``n_samples`` roll-outs; default the benchmark's budget).
 
     Returns ``predicted`` (the plan's positions after each step, ``(H, 2)``), ``executed`` (the environment's,
     ``(300, 2)``), ``return``, ``success``, ``gap_end``, ``gap_mean`` (cells) and ``plan_seconds``.
     """
     t0 = time.perf_counter()
-    controls, predicted = plan_mppi(model, np.r_[start, 0.0, 0.0], goal, seed)
+    controls, predicted = plan_mppi(model, np.r_[start, 0.0, 0.0], goal, seed, n_iterations, n_samples)
     seconds = time.perf_counter() - t0
     run = execute_controls(start, goal, controls)
     end, mean = _gap(predicted, run["positions"], len(predicted))
