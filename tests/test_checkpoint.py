@@ -118,6 +118,21 @@ def test_training_extends_a_finished_run(tmp_path):
     assert more.resumed_from == 20 and more.step == 30 and more.history["step"][-1] == 30
 
 
+def test_a_dict_config_may_grow_its_n_steps_on_resume_but_nothing_else(tmp_path):
+    """A recipe config given as a plain dict: resuming allows a longer run (``n_steps``) and names any other change."""
+    def fit(recipe_config, n_steps):
+        cfg = TrainConfig(n_steps=n_steps, batch_size=4, lr=1e-2, log_every=5)
+        return train(make_model(), lambda m, x, g: m(x).pow(2).mean(), lambda b, g: torch.randn(b, 2, generator=g),
+                     cfg, name="toy", recipe_config=recipe_config, checkpoint_path=tmp_path / "d.pt", device="cpu",
+                     progress=False)
+
+    fit({"hidden": 8, "n_steps": 10}, 10)
+    more = fit({"hidden": 8, "n_steps": 15}, 15)
+    assert more.resumed_from == 10 and more.step == 15
+    with pytest.raises(CheckpointError, match="hidden: checkpoint has 8, expected 16"):
+        fit({"hidden": 16, "n_steps": 20}, 20)
+
+
 def test_cosine_learning_rate_schedule_and_bad_schedule_name():
     with pytest.raises(ValueError, match="lr_schedule must be 'constant' or 'cosine'"):
         TrainConfig(lr_schedule="linear")

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from tutorial_lib.agents import diffuser_planner
 from tutorial_lib.agents.diffuser_planner import DiffuserPlanner, Plan
 from tutorial_lib.agents.diffuser import (apply_conditioning, diffuser_loss, load_diffuser, make_diffusion, random_conditions,
-                                   sample_plans, start_goal_conditions, condition_mask, with_mask)
+                                   sample_plans, start_goal_conditions, condition_mask, with_mask, cfg_inpainting_loss,
+                                   diffuser_recipe_loss, maze_windows)
+from tutorial_lib.diffusion.guidance import drop_condition
 from tutorial_lib.envs.maze import point_mass_step
 from tutorial_lib.envs.maze_data import generate_dataset
 from tutorial_lib.envs.maze_expert import evaluate_policy, make_eval_pairs
@@ -525,3 +528,412 @@ def test_no_replan_once_the_plan_has_arrived_and_the_ball_is_at_the_goal(umaze_d
     assert n == 4                                                   # replans at 4, 8, 12; then it holds
     planner(np.array([2.5, 1.0, 0.0, 0.0]), goal)                   # knocked out of the disc: replans
     assert planner.n_plans == n + 1
+
+
+# ----------------------------------------------------------------------------- losses of the recipes
+def test_random_conditions_pin_one_position_after_the_start_in_every_window_when_asked_to():
+    x0 = torch.rand(2_000, 8, 6)
+    cond = random_conditions(x0, torch.Generator().manual_seed(0), p_goal=0.0, p_position=1.0)
+    free = torch.zeros(2_000, dtype=torch.bool)
+    pinned = torch.stack([~torch.isnan(cond[t][:, 0]) if t in cond else free for t in range(1, 8)], 1)   # (B, 7)
+    assert (pinned.sum(1) == 1).all()                  # exactly one index k in 1 .. H - 1 per window, never 0
+    assert (pinned.sum(0) > 200).all()                 # each of them drawn (2000 / 7 on average)
+    assert torch.isnan(cond[7][:, 2:]).all()           # no goal: the last state's velocity stays free
+
+
+def test_cfg_inpainting_loss_inpaints_the_conditions_and_drops_the_film_condition():
+    """State-only windows (``action_dim = 0``): the network sees the conditioned noisy window and the condition
+    with its keep flag, drawn (with the null token at ``p_uncond``) from the loss's generator first."""
+    diffusion = make_diffusion(8)
+    x0 = torch.rand(64, 8, 4) * 2 - 1
+    conditions, cond = {0: x0[:, 0]}, torch.rand(64, 3)
+    seen = {}
+
+    def zero(x, t, c):
+        seen.update(x=x, t=t, c=c)
+        return torch.zeros_like(x)
+    loss = cfg_inpainting_loss(zero, diffusion, x0, conditions, cond, 0.5, torch.Generator().manual_seed(0),
+                               action_dim=0)
+    expected_c = drop_condition(cond, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(seen["c"], expected_c) and 10 < (expected_c[:, -1] == 0).sum() < 54   # some rows dropped
+    assert torch.equal(seen["x"][:, 0], x0[:, 0]) and not torch.equal(seen["x"][:, 1:], x0[:, 1:])
+    assert seen["t"].shape == (64,) and ((seen["t"] >= 0) & (seen["t"] < 8)).all()
+    # the start is inpainted into the estimate too: only the other 7 states cost
+    assert loss.item() == pytest.approx((x0[:, 1:] ** 2).sum().item() / x0.numel(), rel=1e-5)
+    # the noise comes from the generator, not from the global RNG
+    identity = lambda x, t, c: x
+    torch.manual_seed(1)
+    first = cfg_inpainting_loss(identity, diffusion, x0, conditions, cond, 0.5, torch.Generator().manual_seed(2),
+                                action_dim=0)
+    torch.manual_seed(3)
+    assert cfg_inpainting_loss(identity, diffusion, x0, conditions, cond, 0.5, torch.Generator().manual_seed(2),
+                               action_dim=0).item() == first.item()
+
+
+def test_recipe_loss_is_diffusers_loss_with_the_configs_schedule_and_conditioning():
+    cfg = DiffuserConfig(horizon=8, dim_mults=(1, 2), n_diffusion_steps=32, schedule="linear", conditioning="random")
+    x0 = torch.rand(16, 8, 6) * 2 - 1
+    half = lambda x, t: 0.5 * x
+    torch.manual_seed(1)
+    got = diffuser_recipe_loss(cfg, "cpu")(half, x0, torch.Generator().manual_seed(0)).item()
+    torch.manual_seed(2)
+    loss = lambda schedule, **kw: diffuser_loss(half, make_diffusion(32, schedule), x0,
+                                                 torch.Generator().manual_seed(0), **kw).item()
+    assert got == loss("linear", conditioning="random")
+    assert got != loss("cosine", conditioning="random") and got != loss("linear")   # both settings matter here
+
+
+def test_maze_windows_read_the_configs_stream_split_and_stride(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUTORIAL_LIB_DATA", str(tmp_path))
+    cfg = DiffuserConfig(n_transitions=3_000, data_seed=1, split="arrivals", horizon=8, stride=2, dim_mults=(1, 2))
+    windows = maze_windows(cfg)
+    assert (tmp_path / "maze" / "umaze_3000_seed1.npz").is_file()
+    expected = TrajectoryWindows.from_maze_data(generate_dataset("umaze", 3_000, seed=1), 8, split="arrivals", stride=2)
+    assert torch.equal(windows.starts, expected.starts) and torch.equal(windows.sample_all(), expected.sample_all())
+    other = TrajectoryWindows.from_maze_data(generate_dataset("umaze", 3_000, seed=1), 8, stride=2)
+    assert not torch.equal(windows.starts, other.starts)       # the split matters for this stream
+
+
+# ----------------------------------------------------------------------------- planner: figures, replans, holding
+def test_denoising_trajectory_shows_every_step_of_a_plan_inside_the_data_range(umaze_data):
+    windows = TrajectoryWindows.from_maze_data(umaze_data, horizon=16)
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(8), windows.normalizer, horizon=16, ddim_steps=4,
+                              n_samples=2, device="cpu")
+    state, goal = np.array([2.9, 1.1, 0.5, -0.2]), np.array([1.0, 1.0])
+    traj, arrival = planner.denoising_trajectory(state, goal, horizon=8)
+    assert traj.shape == (5, 2, 8, 4)                            # 4 DDIM steps and the conditioned noise
+    np.testing.assert_array_equal(arrival, [7, 7])
+    np.testing.assert_allclose(traj[:, :, 0], np.broadcast_to(state, (5, 2, 4)), atol=1e-5)         # the start
+    np.testing.assert_allclose(traj[:, :, 7], np.broadcast_to([1.0, 1.0, 0.0, 0.0], (5, 2, 4)), atol=1e-5)  # the goal
+    lo, hi = windows.normalizer.lo[2:].numpy(), windows.normalizer.hi[2:].numpy()
+    assert (traj >= lo - 1e-5).all() and (traj <= hi + 1e-5).all()      # the noise is clipped to the data range
+    assert np.isclose(traj[0], lo, atol=1e-5).any() and np.isclose(traj[0], hi, atol=1e-5).any()   # on both sides
+    torch.manual_seed(5)                                         # the planner's generator alone draws the noise
+    planner.reset()
+    np.testing.assert_allclose(traj[-1], planner.plan(state, goal, horizon=8).observations, atol=1e-5)
+    assert planner.denoising_trajectory(state, goal)[0].shape == (5, 2, 16, 4)    # default: the planner's horizon
+
+
+def test_replan_horizon_counts_the_points_left_rounded_up_to_the_networks_multiple(umaze_data):
+    normalizer = LimitsNormalizer.fit(make_transitions(umaze_data))
+
+    class Plain(torch.nn.Module):                                 # a denoiser without ``horizon_multiple``
+        def forward(self, x, t):
+            return x
+
+    def horizons(model, t_goals, **kw):
+        planner = DiffuserPlanner(model, make_diffusion(4), normalizer, horizon=16, device="cpu", **kw)
+        out = []
+        for t_goal in t_goals:
+            planner.t_goal = t_goal
+            out.append(planner.replan_horizon())
+        return out
+
+    # 16 - t_goal / 4 points left, rounded up, at least H // 4 = 4
+    assert horizons(Plain(), [0, 3, 4, 8, 13, 48, 60], stride=4) == [16, 16, 15, 14, 13, 4, 4]
+    assert horizons(tiny_unet(), [4, 8, 20, 36], stride=4) == [16, 16, 12, 8]      # multiples of 4 for the U-Net
+    assert horizons(tiny_unet(), [8], arrival="earliest") == [16]                   # earliest: always H
+
+
+def _line(n=16, arrival=15):
+    """A followed plan along y = 1 from x = 3 to the goal (1, 1), every point (and action) distinct."""
+    obs, actions = np.zeros((1, n, 4), np.float32), np.zeros((1, n, 2), np.float32)
+    obs[0, :, 0], obs[0, :, 1] = np.linspace(3.0, 1.0, n), 1.0
+    obs[0, :, 2], obs[0, :, 3] = -1.0, np.linspace(-0.2, 0.2, n)
+    actions[0, :, 0], actions[0, :, 1] = np.linspace(-0.5, 0.5, n), 0.1
+    return Plan(observations=obs, actions=actions, arrival=np.array([arrival]))
+
+
+def test_progress_restarts_with_each_plan_moves_at_most_two_lookaheads_and_counts_stalls(umaze_data):
+    normalizer = LimitsNormalizer.fit(make_transitions(umaze_data))
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, stride=4, lookahead=1,
+                              tracking="progress", replan_stalled=5, device="cpu")
+    goal, line = np.array([1.0, 1.0]), _line()
+    planner.plan_result, planner.goal = line, goal.copy()
+    pts = line.observations[0]
+    planner.k, planner.progress = 0, 5                 # a new plan (k = 0): the progress starts over at its point 0
+    planner(pts[1], goal)
+    assert planner.progress == 1
+    planner.k, planner.progress = 1, 3                 # later steps search from the point reached ...
+    planner(pts[4], goal)
+    assert planner.progress == 4
+    planner(pts[9], goal)                              # ... and ceil(2 * lookahead / stride) = 1 point ahead at most
+    assert planner.progress == 5 and planner.stalled == 0
+    planner.stalled = 3
+    planner(pts[5], goal)                              # no progress: one more stalled step
+    assert planner.progress == 5 and planner.stalled == 4
+    planner(pts[6], goal)                              # progress again: the count starts over
+    assert planner.progress == 6 and planner.stalled == 0
+
+
+def test_holding_starts_at_the_arrival_in_the_goal_disc(umaze_data):
+    normalizer = LimitsNormalizer.fit(make_transitions(umaze_data))
+    at_goal, on_rim = np.array([1.0, 1.0, 0.0, 0.0]), np.array([1.5, 1.0, 0.0, 0.0])   # GOAL_RADIUS = 0.5 away
+    by_time = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, stride=4, device="cpu")
+    by_time.plan_result, by_time.goal = _line(arrival=3), np.array([1.0, 1.0])
+    by_time.k = 10                                     # (k + lookahead) / stride = 2.75 < 3: not yet
+    assert not by_time.holding(at_goal)
+    by_time.k = 11                                     # exactly at the arrival, on the rim of the disc
+    assert by_time.holding(at_goal) and by_time.holding(on_rim) and not by_time.holding(on_rim + [0.01, 0, 0, 0])
+    by_progress = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, stride=4,
+                                  tracking="progress", device="cpu")
+    by_progress.plan_result, by_progress.goal = _line(arrival=3), np.array([1.0, 1.0])
+    by_progress.k, by_progress.progress = 40, 2        # (2 * 4 + 1) / 4 = 2.25: the plan has not arrived, however long
+    assert not by_progress.holding(at_goal)
+    by_progress.k, by_progress.progress = 0, 3         # (3 * 4 + 1) / 4 = 3.25
+    assert by_progress.holding(at_goal)
+    # a goal given with its velocity (x, y, vx, vy), as ``plan`` takes it: the disc is about its position
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, device="cpu")
+    planner(np.array([3.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0, 0.0, 0.0]))
+    planner.k = 15
+    assert planner.holding(on_rim)
+
+
+# ----------------------------------------------------------------------------- warm replans in detail
+class RecordingNet(torch.nn.Module):
+    """Wraps a denoiser and records the diffusion step of each call."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.ts = net, []
+        self.horizon_multiple = net.horizon_multiple
+
+    def forward(self, x, t):
+        self.ts.append(int(t[0]))
+        return self.net(x, t)
+
+
+def _warm_planner(umaze_data, warm_start=0.25, **kw):
+    """A planner (T = 20, H = 16) already following ``_line()`` to the goal (1, 1)."""
+    normalizer = LimitsNormalizer.fit(make_transitions(umaze_data))
+    net = RecordingNet(tiny_unet())
+    planner = DiffuserPlanner(net, make_diffusion(20), normalizer, horizon=16, warm_start=warm_start, device="cpu", **kw)
+    goal = np.array([1.0, 1.0])
+    planner.plan_result, planner.goal = _line(), goal.copy()
+    return planner, net, goal
+
+
+WARM_STATE = np.array([2.4, 1.1, -0.5, 0.1])
+
+
+def test_a_warm_replan_noises_the_followed_plan_shifted_and_padded_and_keeps_its_arrival(umaze_data, monkeypatch):
+    planner, net, goal = _warm_planner(umaze_data, n_samples=2)
+    old, seen = planner.plan_result, {}
+    q_sample = planner.diffusion.q_sample
+
+    def spy(x0, t, *args, **kwargs):
+        seen.update(x0=x0.clone(), t=t.clone())
+        return q_sample(x0, t, *args, **kwargs)
+    monkeypatch.setattr(planner.diffusion, "q_sample", spy)
+    planner.k = planner.t_goal = 5                     # 5 steps in: 10 of the plan's 15 points left
+    plan = planner.warm_plan(WARM_STATE, goal)
+    assert planner.replan_horizon() == 12
+    rows = np.concatenate([old.actions[0], old.observations[0]], -1)
+    guess = np.concatenate([rows[5:], rows[15:]])     # shifted by 5 points, padded with the last one
+    torch.testing.assert_close(seen["x0"], planner.normalizer.normalize(torch.as_tensor(guess)).expand(2, 12, 6))
+    assert seen["t"].tolist() == [4, 4]                # t_w = 0.25 * 20 - 1
+    assert net.ts == [4, 3, 2, 1, 0]                   # DDPM from t_w down: t_w + 1 network calls
+    assert planner.denoiser_evals == 2 * 5 and planner.n_warm == 1
+    np.testing.assert_array_equal(plan.arrival, [10, 10])
+    assert plan.chosen == 0
+    np.testing.assert_allclose(plan.observations[:, 0], np.broadcast_to(WARM_STATE, (2, 4)), atol=1e-5)
+    np.testing.assert_allclose(plan.observations[:, 10], np.broadcast_to([1.0, 1.0, 0.0, 0.0], (2, 4)), atol=1e-5)
+    planner.warm_plan(WARM_STATE, goal)
+    assert planner.n_warm == 2
+
+
+def test_a_warm_replan_is_made_up_to_one_point_before_the_arrival_within_the_replan_horizon(umaze_data):
+    planner, net, goal = _warm_planner(umaze_data)
+    planner.k = planner.t_goal = 14                    # one point left before the arrival
+    plan = planner.warm_plan(WARM_STATE, goal)
+    assert plan is not None and plan.arrival.tolist() == [1] and plan.observations.shape == (1, 4, 4)
+    planner.k = planner.t_goal = 15                    # at the arrival: nothing to warm-start
+    assert planner.warm_plan(WARM_STATE, goal) is None
+    planner.k, planner.t_goal = 0, 8                   # the goal was set 8 steps ago: the replan spans 8 points
+    plan = planner.warm_plan(WARM_STATE, goal)
+    assert plan.arrival.tolist() == [7] and plan.observations.shape == (1, 8, 4)
+    np.testing.assert_allclose(plan.observations[0, 7], [1.0, 1.0, 0.0, 0.0], atol=1e-5)
+
+
+def test_a_warm_replan_with_progress_tracking_shifts_by_the_points_reached(umaze_data):
+    planner, net, goal = _warm_planner(umaze_data, stride=4, tracking="progress")
+    planner.k = planner.t_goal = 8                     # the clock says 2 points ...
+    planner.progress = 3                               # ... the ball has reached point 3
+    assert planner.warm_plan(WARM_STATE, goal).arrival.tolist() == [12]
+
+
+def test_a_warm_replan_from_step_zero_and_its_seed(umaze_data):
+    planner, net, goal = _warm_planner(umaze_data, warm_start=0.05)    # 0.05 * 20 = 1 step: t_w = 0
+    planner.k = planner.t_goal = 5
+    planner.warm_plan(WARM_STATE, goal)
+    assert net.ts == [0]
+    out = []
+    for global_seed in (1, 2):                         # the planner's generator alone draws the noise
+        planner, net, goal = _warm_planner(umaze_data)
+        planner.k = planner.t_goal = 5
+        torch.manual_seed(global_seed)
+        out.append(planner.warm_plan(WARM_STATE, goal).observations)
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_a_warm_earliest_replan_pins_the_goal_position_runs_its_ddim_share_and_makes_no_search(umaze_data,
+                                                                                               monkeypatch):
+    planner, net, goal = _warm_planner(umaze_data, arrival="earliest", n_samples=3, ddim_steps=4)
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen["conditions"] = args[2]
+        return sample_plans(*args, **kwargs)
+    monkeypatch.setattr(diffuser_planner, "sample_plans", spy)
+    planner.max_speed = np.zeros(2)                    # every plan that moves fails the speed check ...
+    planner.k = planner.t_goal = 4
+    plan = planner.warm_plan(WARM_STATE, goal)
+    assert plan.chosen == 0                            # ... but a warm replan follows its first sample
+    assert net.ts == [4] and planner.denoiser_evals == 3 * 1   # 0.25 of 4 DDIM steps, from t_w = 4
+    assert sorted(seen["conditions"]) == [0, 11]       # the arrival 15 - 4, in a plan of H points
+    pinned = seen["conditions"][11]
+    torch.testing.assert_close(pinned[:2], torch.as_tensor(planner.obs_normalizer.normalize(
+        np.array([1.0, 1.0, 0.0, 0.0], np.float32)))[:2])
+    assert torch.isnan(pinned[2:]).all()               # the position only: the velocity is free
+
+
+def test_the_planner_takes_an_observation_and_a_goal_of_any_shape_with_4_and_2_entries(umaze_data):
+    normalizer = LimitsNormalizer.fit(make_transitions(umaze_data))
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, device="cpu")
+    flat = planner(np.array([3.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0]))
+    planner.reset()
+    batched = planner(np.array([[3.0, 1.0, 0.0, 0.0]]), np.array([[1.0, 1.0]]))     # a batch of one
+    assert batched.shape == (2,)
+    np.testing.assert_array_equal(batched, flat)
+    planner(np.array([3.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0]))                   # the same goal, flat
+    assert planner.n_plans == 1
+
+
+def test_state_only_random_conditioning_loss_and_its_seed():
+    """``action_dim = 0`` (windows of states only): the random conditions pin whole states, and the noise comes from
+    the loss's generator, not from the global RNG."""
+    diffusion, x0 = make_diffusion(8), torch.rand(32, 8, 4) * 2 - 1
+    zero = diffuser_loss(lambda x, t: torch.zeros_like(x), diffusion, x0, torch.Generator().manual_seed(1),
+                         action_dim=0, conditioning="random")
+    pinned = torch.zeros_like(x0, dtype=torch.bool)
+    for t, value in random_conditions(x0, torch.Generator().manual_seed(1), action_dim=0).items():
+        pinned[:, t] = ~torch.isnan(value)
+    assert zero.item() == pytest.approx((x0 ** 2 * ~pinned).sum().item() / x0.numel(), rel=1e-5)
+    losses = []
+    for global_seed in (2, 3):
+        torch.manual_seed(global_seed)
+        losses.append(diffuser_loss(lambda x, t: x, diffusion, x0, torch.Generator().manual_seed(4), action_dim=0,
+                                    conditioning="random").item())
+    assert losses[0] == losses[1]
+
+
+def test_via_points_may_sit_anywhere_strictly_between_start_and_goal(umaze_data):
+    normalizer = LimitsNormalizer.fit(make_transitions(umaze_data))
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, ddim_steps=2, device="cpu")
+    state, goal = np.array([3.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    plan = planner.plan(state, goal, via={1: (2.9, 1.1), 14: [[1.2, 1.0]]})      # the first and last free index
+    np.testing.assert_allclose(plan.observations[0, 1, :2], [2.9, 1.1], atol=1e-5)
+    np.testing.assert_allclose(plan.observations[0, 14, :2], [1.2, 1.0], atol=1e-5)
+    for k in (0, 15):
+        with pytest.raises(ValueError, match=rf"^a via-point is {{k: \(x, y\)}} with 0 < k < 15 \(plan index\), "
+                                             rf"got {{{k}: \[3\.0, 3\.0\]}}$"):
+            planner.plan(state, goal, via={k: (3.0, 3.0)})
+
+
+def test_the_planner_follows_its_first_plan_or_the_earliest_feasible_one(umaze_data):
+    normalizer = LimitsNormalizer.fit(make_transitions(umaze_data))
+    state, goal = np.array([3.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    end = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, n_samples=3, ddim_steps=2,
+                          device="cpu")
+    end.max_speed = np.zeros(2)                        # no plan would pass a speed check: Diffuser makes none
+    assert end.plan(state, goal).chosen == 0
+    earliest = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, n_samples=2, ddim_steps=2,
+                               arrival="earliest", n_arrivals=16, device="cpu")
+    earliest.max_speed = np.full(2, 1e6)               # every plan passes: the earliest is followed
+    plan = earliest.plan(state, goal)
+    assert plan.arrival[0] == 1 and plan.chosen == 0   # arrival candidates from index 1 on (no via-point)
+
+
+def test_planner_constructor_names_each_bad_argument_and_keeps_its_settings():
+    normalizer = LimitsNormalizer([-1.0, -1.0, 0.0, 0.0, -2.0, -0.5], [1.0, 1.0, 4.0, 4.0, 1.5, 3.0])
+
+    def make(**kw):
+        return DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, **{"horizon": 16, "device": "cpu", **kw})
+
+    bad = [(dict(control="torque"), r"control must be 'pd' \(track the planned states\) or 'actions', got 'torque'"),
+           (dict(control="actions", stride=2), r"control='actions' needs a plan of every step \(stride 1\), got stride 2"),
+           (dict(control="actions", stride=4), r"control='actions' needs a plan of every step \(stride 1\), got stride 4"),
+           (dict(arrival="soon"), r"arrival must be 'end' \(Diffuser's\) or 'earliest', got 'soon'"),
+           (dict(replan_every=0), r"replan_every must be None \(open loop\) or >= 1, got 0"),
+           (dict(stride=0), r"stride, n_samples and n_arrivals must be >= 1, got 0, 1, 8"),
+           (dict(n_samples=0), r"stride, n_samples and n_arrivals must be >= 1, got 1, 0, 8"),
+           (dict(n_arrivals=0), r"stride, n_samples and n_arrivals must be >= 1, got 1, 1, 0"),
+           (dict(lookahead=0), r"lookahead must be >= 1 step, got 0"),
+           (dict(warm_start=0.0), r"warm_start must be None or a share of the diffusion in \(0, 1\], got 0\.0"),
+           (dict(warm_start=1.01), r"warm_start must be None or a share of the diffusion in \(0, 1\], got 1\.01"),
+           (dict(tracking="nearest"), r"tracking must be 'time' \(the plan's clock\) or 'progress' \(the nearest plan "
+                                      r"point\), got 'nearest'"),
+           (dict(tracking="progress", replan_stalled=0), r"replan_stalled \(steps without progress before a new plan\) "
+                                                         r"needs tracking='progress' and >= 1, got 0 with tracking='progress'")]
+    for kw, message in bad:
+        with pytest.raises(ValueError, match="^" + message + "$"):
+            make(**kw)
+    with pytest.raises(ValueError, match=r"^normalizer must cover the 6 transition coordinates \[a, o\], got 4$"):
+        DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer.sub(2, 6), horizon=16)
+    edge = make(replan_every=1, warm_start=1.0, n_samples=1, n_arrivals=1, stride=1, lookahead=1)   # the bounds
+    assert (edge.replan_every, edge.warm_start, edge.n_arrivals) == (1, 1.0, 1)
+    assert make(tracking="progress", replan_stalled=1).replan_stalled == 1
+    default = make()                                                   # Diffuser's maze2d settings
+    assert (default.kp, default.kd, default.seed, default.n_samples, default.n_arrivals) == (1.0, 1.0, 0, 1, 8)
+    assert (default.speed_slack, default.lookahead, default.stride, default.ddim_steps) == (2.0, 1, 1, None)
+    odd = make(horizon=18)                                             # H // 4, an integer number of points
+    assert odd.min_replan_horizon == 4 and isinstance(odd.min_replan_horizon, int)
+    planner = make(n_samples=3, n_arrivals=5, stride=2, kp=3, kd=0.5, lookahead=2, seed=7)
+    assert planner.min_replan_horizon == 4 and make(min_replan_horizon=12).min_replan_horizon == 12   # H // 4
+    np.testing.assert_array_equal(planner.max_speed, [2.0, 3.0])      # the largest |velocity| per axis in the data
+    assert (planner.n_samples, planner.n_arrivals, planner.stride, planner.lookahead) == (3, 5, 2, 2)
+    assert (planner.kp, planner.kd, planner.control, planner.arrival, planner.tracking) == (3.0, 0.5, "pd", "end", "time")
+    assert (planner.replan_every, planner.warm_start, planner.replan_stalled, planner.via) == (None, None, None, None)
+    assert planner.denoiser_evals == 0 and planner.n_plans == 0 and planner.plan_result is None
+    state, goal = np.array([1.0, 1.0, 0.0, 0.0]), np.array([3.0, 3.0])
+    first = planner.plan(state, goal).observations
+    np.testing.assert_array_equal(make(n_samples=3, n_arrivals=5, stride=2, seed=7).plan(state, goal).observations,
+                                  first)                                # the seed fixes the plans
+    assert not np.array_equal(make(n_samples=3, n_arrivals=5, stride=2, seed=8).plan(state, goal).observations, first)
+
+
+def test_reset_forgets_the_plan_and_reseeds_and_requests_are_checked(umaze_data):
+    normalizer = LimitsNormalizer.fit(make_transitions(umaze_data))
+    planner = DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, ddim_steps=2, replan_every=2,
+                              seed=3, device="cpu")
+    state, goal = np.array([3.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    for _ in range(3):
+        planner(state, goal)
+    assert planner.n_plans == 2 and planner.k == 1 and planner.t_goal == 3 and planner.denoiser_evals == 4
+    planner.progress, planner.stalled, planner.n_warm, planner.n_stalled = 2, 1, 1, 1
+    planner.reset()
+    assert planner.plan_result is None and planner.goal is None
+    assert (planner.k, planner.progress, planner.stalled, planner.t_goal) == (0, 0, 0, 0)
+    assert (planner.n_plans, planner.n_warm, planner.n_stalled, planner.denoiser_evals) == (0, 0, 0, 4)
+    seeded = lambda seed: DiffuserPlanner(tiny_unet(), make_diffusion(4), normalizer, horizon=16, ddim_steps=2,
+                                          seed=seed, device="cpu").plan(state, goal).observations
+    np.testing.assert_array_equal(planner.plan(state, goal).observations, seeded(3))   # the constructor's seed
+    planner.reset(seed=5)
+    np.testing.assert_array_equal(planner.plan(state, goal).observations, seeded(5))
+    np.testing.assert_array_equal(planner.plan(state[None], goal[None]).arrival, [15])   # a batch of one each
+    moving = np.array([1.0, 1.0, 0.5, -0.5])                                            # a goal with its velocity
+    np.testing.assert_allclose(planner.plan(state, moving).observations[0, -1], moving, atol=1e-5)
+    with pytest.raises(ValueError, match=r"^state must be \(x, y, vx, vy\) and goal \(x, y\) or \(x, y, vx, vy\), "
+                                         r"got shapes \(4,\) and \(3,\)$"):
+        planner.plan(state, np.zeros(3))
+    with pytest.raises(ValueError, match=r"got shapes \(2,\) and \(2,\)$"):
+        planner.plan(np.zeros(2), goal)
+
+
+def test_apply_conditioning_takes_every_index_from_minus_h_and_names_bad_shapes():
+    x, goal = torch.zeros(2, 8, 6), torch.ones(4)
+    assert torch.equal(apply_conditioning(x, {-8: goal})[:, 0, 2:], goal.expand(2, 4))     # -H is index 0
+    with pytest.raises(ValueError, match=r"^condition time index -9 lies outside the horizon H = 8; use 0 \.\. 7$"):
+        apply_conditioning(x, {-9: goal})
+    with pytest.raises(ValueError, match=r"^x must have shape \(B, H, D\), got \(8, 6\)$"):
+        apply_conditioning(torch.zeros(8, 6), {0: goal})

@@ -295,3 +295,95 @@ def test_bad_actions(action, message):
     env = make()
     with pytest.raises(ValueError, match=message):
         env.step(action)
+
+
+# ---------------------------------------------------------------------------- start velocity
+def test_reset_starts_the_ball_at_the_given_velocity_up_to_the_speed_limit():
+    env = PointMazeEnv("umaze")
+    obs, _ = env.reset(seed=0, options={"start": (1.0, 1.0), "velocity": (1.5, -2.25)})
+    np.testing.assert_array_equal(obs, np.array([1.0, 1.0, 1.5, -2.25], np.float32))
+    assert env.vel == (1.5, -2.25) and all(type(v) is float for v in env.vel)
+    obs, _ = env.reset(seed=0, options={"start": (1.0, 1.0), "velocity": [5, -5]})   # |v| = 5 is allowed
+    np.testing.assert_array_equal(obs[2:], [5.0, -5.0])
+    assert PointMazeEnv.check_velocity(np.array([-5.0, 0.25])) == (-5.0, 0.25)
+
+
+@pytest.mark.parametrize("velocity, shown", [
+    ((5.5, 0.0), r"\[5\.5, 0\.0\]"), ((0.0, -6.0), r"\[0\.0, -6\.0\]"), ((np.nan, 0.0), r"\[nan, 0\.0\]"),
+    ((0.0, np.inf), r"\[0\.0, inf\]"), ((1.0, 2.0, 3.0), r"\[1\.0, 2\.0, 3\.0\]"), ((1.0,), r"\[1\.0\]"),
+])
+def test_reset_rejects_a_start_velocity_that_is_too_fast_not_finite_or_not_a_pair(velocity, shown):
+    message = r"^velocity must be a finite \(vx, vy\) with \|vx\|, \|vy\| <= 5\.0, got " + shown + "$"
+    with pytest.raises(ValueError, match=message):
+        PointMazeEnv("umaze").reset(seed=0, options={"start": (1.0, 1.0), "velocity": velocity})
+    with pytest.raises(ValueError, match=message):
+        PointMazeEnv.check_velocity(velocity)
+
+
+def test_reset_draws_the_start_then_the_goal_as_a_free_cell_plus_uniform_noise_from_the_seed():
+    """``reset(seed)``: a free cell, then an offset ``U(-0.1, 0.1)`` per axis, for the start and then the goal,
+    all from gymnasium's generator of that seed (so the draws can be repeated here)."""
+    from gymnasium.utils import seeding
+
+    env = PointMazeEnv("medium")
+    cells = env.grid.free_cells
+    offsets = []
+    for seed in range(20):
+        obs, info = env.reset(seed=seed)
+        rng, _ = seeding.np_random(seed)
+        start = cells[rng.integers(len(cells))] + rng.uniform(-0.1, 0.1, size=2)
+        goal = cells[rng.integers(len(cells))] + rng.uniform(-0.1, 0.1, size=2)
+        np.testing.assert_array_equal(obs[:2], start.astype(np.float32))
+        np.testing.assert_array_equal(info["goal"], goal)
+        offsets.append(start - cells[np.argmin(np.abs(cells - start).sum(1))])
+    offsets = np.array(offsets)
+    assert (offsets < 0).any() and (offsets > 0).any() and not np.allclose(offsets[:, 0], offsets[:, 1])
+
+
+def test_defaults_spaces_and_render_mode_check():
+    env = PointMazeEnv()                                         # the defaults: U-Maze, 32 pixels per cell
+    assert env.grid.layout == "umaze" and env.max_episode_steps == 300
+    env.render_mode = "rgb_array"
+    env.reset(seed=0)
+    assert env.render().shape == (5 * 32, 5 * 32, 3)
+    # actions in [-1, 1]^2; observations inside the maze, speeds up to one full push past the clip at 5
+    np.testing.assert_array_equal(env.action_space.low, [-1.0, -1.0])
+    np.testing.assert_array_equal(env.action_space.high, [1.0, 1.0])
+    v_bound = np.float32(maze.MAX_SPEED + maze.DT * maze.ACCEL_PER_ACTION)
+    np.testing.assert_array_equal(env.observation_space.low, np.array([-0.5, -0.5, -v_bound, -v_bound], np.float32))
+    np.testing.assert_array_equal(env.observation_space.high, np.array([4.5, 4.5, v_bound, v_bound], np.float32))
+    env.reset(seed=0, options={"start": (1.0, 1.0), "velocity": (5.0, -5.0)})
+    obs = env.step(np.array([1.0, -1.0]))[0]
+    assert env.observation_space.contains(obs) and abs(obs[2]) > 5.0      # the bound is reached from 5 in one step
+    with pytest.raises(ValueError, match=r"^render_mode must be None or 'rgb_array', got 'human'$"):
+        PointMazeEnv(render_mode="human")
+
+
+def test_reward_counts_the_rim_of_the_goal_disc_and_distance_is_euclidean():
+    at_rim = make("umaze", start=(1.0, 1.5), goal=(1.0, 1.0))             # exactly GOAL_RADIUS = 0.5 away
+    obs, reward, _, _, info = at_rim.step(np.zeros(2))                   # at rest, no force: it stays there
+    assert info["distance"] == 0.5 and reward == 1.0
+    along_x = make("umaze", start=(1.0, 3.0), goal=(3.0, 3.0))
+    assert along_x.distance_to_goal() == 2.0 and along_x.step(np.zeros(2))[4]["distance"] == 2.0
+    assert make("umaze", start=(1.0, 1.0), goal=(1.3, 1.4)).distance_to_goal() == pytest.approx(0.5, abs=1e-12)
+
+
+@pytest.mark.parametrize("goal", [(-0.5, 1.0), (4.5, 1.0), (1.0, -0.5), (1.0, 4.5), (-0.5000001, 1.0), (1.0, 4.5000001)])
+def test_goal_check_agrees_with_the_grid_on_the_outer_edge(goal):
+    """The maze's outer square is closed, as in ``MazeGrid.is_free``: a point on it is no wall's inside."""
+    env = PointMazeEnv("umaze")
+    if env.grid.is_free(np.array(goal)):
+        env.reset(seed=0, options={"goal": goal})
+        np.testing.assert_array_equal(env.goal, goal)
+    else:
+        with pytest.raises(ValueError, match="lies outside the umaze maze"):
+            env.reset(seed=0, options={"goal": goal})
+
+
+def test_bad_point_messages_name_the_values_and_the_coordinates():
+    cells = r"free cells \(row, col\) are \(1, 1\), \(1, 2\), \(1, 3\), \(2, 3\), \(3, 1\), \(3, 2\), \(3, 3\); " \
+            r"cell \(i, j\) is centred at \(x, y\) = \(i, j\)$"
+    with pytest.raises(ValueError, match=r"^goal \(2\.00, 1\.00\) lies inside wall cell \(2, 1\); " + cells):
+        PointMazeEnv("umaze").reset(seed=0, options={"goal": (2.0, 1.0)})
+    with pytest.raises(ValueError, match=r"^start must be a finite \(x, y\) pair, got \[nan, 1\.0\]$"):
+        PointMazeEnv("umaze").reset(seed=0, options={"start": (np.nan, 1.0)})

@@ -6,7 +6,7 @@ import torch
 
 from tutorial_lib.agents.pusht_policy import (ACTION_DIM, OBS_DIM, BCPolicy, DiffusionPolicy, PushTPolicyConfig, bc_loss,
                                  build_bc_net, build_diffusion_net, diffusion_policy_loss, make_diffusion,
-                                 make_windows, pusht_data)
+                                 make_windows, PushTData, pusht_batches, pusht_data, pusht_extra)
 from tutorial_lib.agents.trajectories import LimitsNormalizer
 from tutorial_lib.agents.pusht_rollout import evaluate, rollout
 from tutorial_lib.core.stats import mean_ci95, wilson_ci95
@@ -27,6 +27,14 @@ def test_windows_are_edge_padded_inside_each_episode():
         make_windows(obs, act, np.array([4, 4, 7]), 2, 4)
 
 
+def test_every_window_of_an_episode_ends_at_its_own_step():
+    obs = np.arange(7, dtype=np.float32)[:, None]            # two episodes: steps 0..3 and 4..6
+    act = 10 + np.arange(7, dtype=np.float32)[:, None]
+    wo, wa = make_windows(obs, act, np.array([4, 7]), n_obs_steps=2, horizon=4)
+    assert wo[:, :, 0].tolist() == [[0, 0], [0, 1], [1, 2], [2, 3], [4, 4], [4, 5], [5, 6]]   # o[t-1], o[t]
+    assert wa[6, :, 0].tolist() == [15, 16, 16, 16]
+
+
 def test_shipped_demonstrations_give_clean_windows():
     cfg = PushTPolicyConfig()
     data = pusht_data(cfg)
@@ -37,6 +45,21 @@ def test_shipped_demonstrations_give_clean_windows():
     assert data.n_episodes >= 200 * 0.9 and n > 10_000
     assert data.flat().shape == (n, cfg.n_obs_steps * OBS_DIM + cfg.horizon * ACTION_DIM)
     assert not data.mirrored.any()
+
+
+def test_demonstration_windows_keep_the_successful_episodes_or_all_of_them():
+    from tutorial_lib.core.assets import data_dir
+    from tutorial_lib.envs.pusht_demos import load_demonstrations
+
+    demos = load_demonstrations(str(data_dir() / PushTPolicyConfig().demos))
+    ends, success = demos["episode_ends"], demos["episode_success"].astype(bool)
+    lengths = np.diff(np.concatenate([[0], ends]))
+    assert 0 < (~success).sum() < len(ends)                            # the file has failed episodes to drop
+    kept, everything = pusht_data(PushTPolicyConfig()), pusht_data(PushTPolicyConfig(successful_only=False))
+    assert kept.n_episodes == success.sum() and len(kept.obs) == lengths[success].sum()
+    assert set(kept.episode.tolist()) == set(np.flatnonzero(success).tolist())
+    assert everything.n_episodes == len(ends) and len(everything.obs) == ends[-1]
+    assert set(everything.episode.tolist()) == set(range(len(ends)))  # the last episode included
 
 
 def test_mirror_doubles_the_windows_with_reflected_copies():
@@ -57,6 +80,28 @@ def test_config_checks():
         PushTPolicyConfig(n_obs_steps=2, n_action_steps=16, horizon=16)
     with pytest.raises(ValueError, match="multiple of 4"):
         PushTPolicyConfig(horizon=10, n_action_steps=4)
+
+
+def test_config_bounds_are_inclusive_and_widths_become_a_tuple():
+    cfg = PushTPolicyConfig(widths=[8, 16, 32], n_obs_steps=2, n_action_steps=15, horizon=16)   # chunk[1:16] fits
+    assert cfg.widths == (8, 16, 32) and isinstance(cfg.widths, tuple)
+    assert cfg == PushTPolicyConfig(widths=(8, 16, 32), n_obs_steps=2, n_action_steps=15, horizon=16)
+    PushTPolicyConfig(n_obs_steps=1, n_action_steps=1)                                          # the smallest
+    for bad in (dict(n_obs_steps=0), dict(n_action_steps=0)):
+        kw = dict(n_obs_steps=2, n_action_steps=8) | bad
+        with pytest.raises(ValueError, match=rf"^n_obs_steps and n_action_steps must be >= 1, got "
+                                             rf"{kw['n_obs_steps']}, {kw['n_action_steps']}$"):
+            PushTPolicyConfig(**kw)
+    with pytest.raises(ValueError, match=r"^the executed actions chunk\[1:17\] must fit in horizon = 16$"):
+        PushTPolicyConfig(n_obs_steps=2, n_action_steps=16, horizon=16)
+    PushTPolicyConfig(widths=(8, 16, 32, 64), horizon=16)          # 4 widths: a multiple of 2 ** 3 = 8
+    with pytest.raises(ValueError, match=r"^horizon = 12 must be a multiple of 8 for widths \(8, 16, 32, 64\)$"):
+        PushTPolicyConfig(widths=(8, 16, 32, 64), horizon=12, n_action_steps=8)
+    PushTPolicyConfig(n_diffusion_steps=5, ddim_steps=1)
+    PushTPolicyConfig(n_diffusion_steps=5, ddim_steps=5)              # DDIM on every step is allowed
+    for ddim_steps in (0, 6):
+        with pytest.raises(ValueError, match=rf"^ddim_steps must be in \[1, n_diffusion_steps\], got {ddim_steps}$"):
+            PushTPolicyConfig(n_diffusion_steps=5, ddim_steps=ddim_steps)
 
 
 def _policies(cfg):
@@ -155,6 +200,20 @@ def test_policies_return_their_chunks_in_pixels(kind):
         assert np.abs(traj[0] - traj[-1]).max() > 10.0                  # it starts from noise, not from the answer
 
 
+def test_diffusion_policy_noise_comes_from_its_generator_only():
+    """Two policies with generators of the same seed return the same chunks whatever the global RNG does."""
+    cfg = PushTPolicyConfig(**SMALL)
+    obs, _ = _observations(2, cfg)
+    chunks = []
+    for global_seed in (1, 2):
+        torch.manual_seed(0)
+        net = build_diffusion_net(cfg).eval()                 # the same weights for both
+        policy = DiffusionPolicy(net, cfg, *_normalizers(), generator=torch.Generator().manual_seed(5), trace=False)
+        torch.manual_seed(global_seed)
+        chunks.append(policy.predict_chunk(obs))
+    np.testing.assert_array_equal(chunks[0], chunks[1])
+
+
 def test_policies_reject_bad_observations():
     cfg = PushTPolicyConfig(**SMALL)
     dp = DiffusionPolicy(OracleNoiseNet(cfg), cfg, *_normalizers(), trace=False)
@@ -185,6 +244,46 @@ def test_diffusion_policy_loss_is_the_noise_regression_error():
             return torch.zeros_like(x)
 
     assert loss(Zero(cfg), batch, torch.Generator().manual_seed(0)).item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_diffusion_policy_loss_draws_its_noise_from_the_given_generator_only():
+    """The loss of a net that predicts no noise is the mean square of the drawn noise: the same generator seed gives
+    the same loss whatever the global RNG does, and another seed another loss."""
+    cfg = PushTPolicyConfig(**SMALL)
+    batch = _synthetic_batch(cfg, n=8)
+
+    class Zero(OracleNoiseNet):
+        def forward(self, x, t, cond):
+            return torch.zeros_like(x)
+
+    loss = diffusion_policy_loss(cfg)
+    torch.manual_seed(1)
+    first = loss(Zero(cfg), batch, torch.Generator().manual_seed(0)).item()
+    torch.manual_seed(2)
+    assert loss(Zero(cfg), batch, torch.Generator().manual_seed(0)).item() == first
+    assert loss(Zero(cfg), batch, torch.Generator().manual_seed(3)).item() != first
+
+
+def _tiny_data(cfg, n=5):
+    """A ``PushTData`` of ``n`` windows numbered 0 .. n - 1 in every entry (for the recipe's batches and extras)."""
+    obs = torch.arange(n, dtype=torch.float32)[:, None, None].expand(n, cfg.n_obs_steps, OBS_DIM).contiguous()
+    actions = torch.arange(n, dtype=torch.float32)[:, None, None].expand(n, cfg.horizon, ACTION_DIM).contiguous()
+    return PushTData(obs, actions, *_normalizers(), n_episodes=1, step=torch.arange(n),
+                     episode=torch.zeros(n, dtype=torch.long), mirrored=torch.zeros(n, dtype=torch.bool))
+
+
+def test_recipe_batches_are_rows_of_the_flat_windows_and_the_checkpoint_keeps_both_normalisers():
+    cfg = PushTPolicyConfig(**SMALL)
+    data = _tiny_data(cfg)
+    batch = pusht_batches(cfg, data, "cpu")(64, torch.Generator().manual_seed(0))
+    assert batch.shape == (64, cfg.n_obs_steps * OBS_DIM + cfg.horizon * ACTION_DIM)
+    rows = data.flat()
+    assert all(torch.equal(b, rows[int(b[0])]) for b in batch)              # each a whole row of the data
+    assert set(batch[:, 0].long().tolist()) == set(range(5))                 # drawn from every window
+    extra = pusht_extra(cfg, data)
+    f32 = lambda v: np.float32(v).tolist()                                     # the normalisers keep float32
+    assert extra == {"obs_normalizer": {"lo": f32(OBS_LO), "hi": f32(OBS_HI)},
+                     "action_normalizer": {"lo": f32(ACT_LO), "hi": f32(ACT_HI)}}
 
 
 def test_bc_loss_is_the_mean_squared_error_of_the_chunk():

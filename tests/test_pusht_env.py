@@ -298,3 +298,187 @@ def test_reference_protocol_distribution():
     assert 30 < np.mean(ys_ref) - np.mean(ys_book) < 60
     with pytest.raises(ValueError, match="reset_protocol"):
         PushTEnv(reset_protocol="gym")
+
+
+def test_snapshot_keeps_the_last_action_and_restore_brings_it_back():
+    env = make_env([100, 400, 380, 100, 0.0], render_mode="rgb_array", render_size=128)
+    blank = env.snapshot()
+    assert blank.last_action is None                                   # no step yet: nothing to draw
+    env.step([100.0, 400.0])
+    snap = env.snapshot()
+    np.testing.assert_array_equal(snap.last_action, [100.0, 400.0])
+    drawn = env.render()
+    env.step([200.0, 300.0])
+    np.testing.assert_array_equal(snap.last_action, [100.0, 400.0])  # later steps leave the snapshot alone
+    env.restore(snap)
+    np.testing.assert_array_equal(env.snapshot().last_action, [100.0, 400.0])
+    np.testing.assert_array_equal(env.render(), drawn)               # the target cross is back where it was
+    env.restore(blank)
+    assert env.snapshot().last_action is None
+    with pytest.raises(TypeError, match=r"^restore expects a PushTSnapshot from env\.snapshot\(\); got ndarray$"):
+        env.restore(env.sim_state)
+
+
+def test_restore_stores_the_state_as_float64():
+    env = make_env([100, 400, 380, 100, 0.0])
+    snap = env.snapshot()
+    env.restore(type(snap)([int(v) for v in snap.sim_state], 3, None))
+    assert env.sim_state.dtype == np.float64
+    np.testing.assert_array_equal(env.sim_state, np.trunc(snap.sim_state))
+
+
+def test_render_needs_rgb_array_mode_and_draws_the_target_only_if_asked():
+    with pytest.raises(ValueError, match=r"^render\(\) needs PushTEnv\(render_mode='rgb_array'\)$"):
+        make_env([100, 400, 380, 100, 0.0]).render()
+    env = make_env([100, 400, 380, 100, 0.0], render_mode="rgb_array", render_size=128, render_action=False)
+    env.step([100.0, 400.0])
+    img = env.render()
+    assert tuple(img[100, 25]) != (255, 0, 0)              # no red cross at the commanded target (100, 400)
+    assert (img == np.array([255, 0, 0], np.uint8)).all(-1).sum() == 0
+
+
+def test_reference_start_state_runs_exactly_one_physics_step():
+    """One pymunk step from rest moves nothing, even where the agent overlaps the block (contacts push the
+    bodies apart from the second step on); a start drawn with ``n_substeps`` > 1 would already be moved."""
+    from tutorial_lib.envs.pusht import AGENT_RADIUS, BLOCK_COG, distance_to_block, reference_start_state
+
+    for seed in (13, 21, 38):                                   # starts where the agent overlaps the block
+        state = reference_start_state(np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        agent = rng.integers(50, 450, size=2).astype(np.float64)
+        block = rng.integers(100, 400, size=2).astype(np.float64)
+        theta = rng.normal() * 2 * np.pi - np.pi
+        cog = np.array(BLOCK_COG)
+        rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        drawn = np.zeros(10)
+        drawn[0:2], drawn[4:6], drawn[6] = agent, block + cog - rot @ cog, theta
+        assert distance_to_block(agent, drawn[4:7]) < AGENT_RADIUS
+        np.testing.assert_allclose(state, drawn, rtol=0, atol=1e-9)
+        assert np.abs(simulate(drawn, agent, 0.0, n_substeps=2) - drawn).max() > 1e-3   # a second step moves it
+
+
+def test_the_walls_frame_the_workspace_on_every_side_up_to_the_corners():
+    """Four 50-px slabs outside the inner faces 7 and 504: every point of the frame around the workspace lies in a
+    wall, corners included, and no point of the workspace does."""
+    import pymunk
+
+    from tutorial_lib.envs.pusht import _build_space, make_sim_state
+
+    space, _, _ = _build_space(make_sim_state([256, 400, 256, 300, 0.0]), 0.0)
+    ticks = np.concatenate([np.arange(-41.5, 555.0, 6.0), [7.5, 503.5]])         # none on a face
+    for x in ticks:
+        for y in ticks:
+            in_wall = any(hit.shape.body is space.static_body
+                          for hit in space.point_query((float(x), float(y)), 0.0, pymunk.ShapeFilter()))
+            in_workspace = 7.0 < x < 504.0 and 7.0 < y < 504.0
+            assert in_wall != in_workspace, (x, y)
+
+
+def test_simulate_is_frictionless_unless_asked():
+    from tutorial_lib.envs.pusht import make_sim_state
+
+    default = explicit = rough = make_sim_state([200, 380, 256, 300, 0.3])
+    target = np.array([330.0, 330.0])                  # the agent drives into the bar at a slant: it slides along it
+    for _ in range(8):
+        default, explicit = simulate(default, target), simulate(explicit, target, 0.0)
+        rough = simulate(rough, target, 1.0)
+    np.testing.assert_array_equal(default, explicit)
+    assert np.abs(rough[4:6] - default[4:6]).max() > 10.0   # friction drags the block along: it matters here
+
+
+def test_states_must_be_numbers_with_positions_in_the_workspace():
+    env = PushTEnv()
+    with pytest.raises(ValueError, match=r"^state must be 5 numbers \[agent_x, agent_y, block_x, block_y, "
+                                         r"block_angle\]; got \['a', 1, 2, 3, 4\]$"):
+        env.reset(options={"state": ["a", 1, 2, 3, 4]})
+    with pytest.raises(ValueError, match=r"^agent and block positions must lie in \[0, 512\]; "
+                                         r"got agent \[100\.0, -1\.0\], block \[300\.0, 300\.0\]$"):
+        env.reset(options={"state": [100, -1, 300, 300, 0.0]})
+    obs, _ = env.reset(options={"state": [0, 512, 0, 512, -1.0]})    # the workspace is closed
+    np.testing.assert_allclose(obs, [0, 512, 0, 512, 2 * np.pi - 1.0], rtol=1e-6)
+    obs, _ = env.reset(options={"state": [100, 100, 300, 300, 1000.0]})   # the angle may be any finite number
+    assert obs[4] == pytest.approx(1000.0 % (2 * np.pi), abs=1e-5)
+    assert PushTEnv(render_mode="rgb_array").render().shape == (256, 256, 3)   # the default picture size
+
+
+def test_spaces_cover_the_workspace_and_the_constructor_names_bad_arguments():
+    state_env, keypoint_env = PushTEnv(), PushTEnv(obs_type="keypoints")
+    for env in (state_env, keypoint_env):
+        np.testing.assert_array_equal(env.action_space.low, [0.0, 0.0])
+        np.testing.assert_array_equal(env.action_space.high, [512.0, 512.0])
+    np.testing.assert_array_equal(state_env.observation_space.low, np.zeros(5, np.float32))
+    np.testing.assert_array_equal(state_env.observation_space.high,
+                                  np.array([512, 512, 512, 512, 2 * np.pi], np.float32))   # angle mod 2 pi
+    np.testing.assert_array_equal(keypoint_env.observation_space.low, np.zeros(20, np.float32))
+    np.testing.assert_array_equal(keypoint_env.observation_space.high, np.full(20, 512, np.float32))
+    with pytest.raises(ValueError, match=r"^render_mode must be None or 'rgb_array'; got 'human'$"):
+        PushTEnv(render_mode="human")
+    with pytest.raises(ValueError, match=r"^contact_friction must be >= 0; got -0\.5$"):
+        PushTEnv(contact_friction=-0.5)
+
+
+def test_steps_use_the_envs_contact_friction():
+    rough = make_env([200, 380, 256, 300, 0.3], contact_friction=1.0)
+    state = rough.sim_state
+    target = np.array([330.0, 330.0])                  # a slanted push along the bar, where friction matters
+    for _ in range(3):
+        rough.step(target)
+        state = simulate(state, target, 1.0)
+    np.testing.assert_array_equal(rough.sim_state, state)
+    assert np.abs(state[4:6] - simulate(simulate(simulate(make_env([200, 380, 256, 300, 0.3]).sim_state, target),
+                                                 target), target)[4:6]).max() > 1.0
+
+
+def test_book_reset_draws_block_then_agent_from_the_seed_and_redraws_bad_starts():
+    """The book's start: block position (integers in [100, 400)) and angle (uniform in [-pi, pi)) until the T lies
+    inside the walls, then agent positions (integers in [50, 450)) until the agent clears the block; all from
+    gymnasium's generator of the seed (so the draws can be repeated here)."""
+    from gymnasium.utils import seeding
+
+    from tutorial_lib.envs.pusht import AGENT_RADIUS, distance_to_block
+
+    env, angles = PushTEnv(), []
+    for seed in range(30):
+        obs, info = env.reset(seed=seed)
+        rng, _ = seeding.np_random(seed)
+        while True:
+            pose = np.array([*rng.integers(100, 400, size=2), rng.uniform(-np.pi, np.pi)], dtype=np.float64)
+            if tee_polygons(pose).min() >= 7.0 and tee_polygons(pose).max() <= 504.0:
+                break
+        while True:
+            agent = rng.integers(50, 450, size=2).astype(np.float64)
+            if distance_to_block(agent, pose) > AGENT_RADIUS:
+                break
+        np.testing.assert_array_equal(info["block_pose"], pose)
+        np.testing.assert_array_equal(env.agent_position, agent)
+        angles.append(pose[2])
+    assert min(angles) < -2.0 and max(angles) > 2.0            # the whole circle is drawn
+
+
+def test_a_non_numeric_action_is_a_clear_error():
+    env = make_env([100, 100, 300, 300, 0.0])
+    with pytest.raises(ValueError, match=r"^action must be a target position \[x, y\]; got \['left', 3\.0\]$"):
+        env.step(["left", 3.0])
+
+
+def test_distance_to_block_is_zero_inside_and_euclidean_outside():
+    from tutorial_lib.envs.pusht import distance_to_block
+
+    # at pose (0, 0, 0) the bar is [-60, 60] x [0, 30] and the stem [-15, 15] x [30, 120]
+    cases = [((0, 15), 0.0), ((0, 100), 0.0), ((59.999, 0.001), 0.0), ((0, 0), 0.0),     # inside, on an edge
+             ((-70, 15), 10.0), ((0, -7), 7.0), ((200, 15), 140.0), ((0, 125), 5.0), ((30, 50), 15.0),
+             ((63, 34), 5.0), ((-18, 124), 5.0), ((-63, -4), 5.0)]                      # 3-4-5 off corners
+    pose = np.array([256.0, 256.0, np.pi / 4])
+    rot = np.array([[np.cos(np.pi / 4), -np.sin(np.pi / 4)], [np.sin(np.pi / 4), np.cos(np.pi / 4)]])
+    for point, expected in cases:
+        assert distance_to_block(np.array(point, np.float64), np.zeros(3)) == pytest.approx(expected, abs=1e-9)
+        moved = pose[:2] + rot @ np.array(point, np.float64)                  # the same point on a moved T
+        assert distance_to_block(moved, pose) == pytest.approx(expected, abs=1e-6)
+
+
+def test_info_holds_the_goal_pose_and_the_agent_velocity():
+    env = make_env([100, 100, 300, 300, 0.0])
+    _, _, _, _, info = env.step([200.0, 150.0])
+    np.testing.assert_array_equal(info["goal_pose"], GOAL_POSE)
+    np.testing.assert_array_equal(info["agent_velocity"], env.sim_state[2:4])
+    assert np.abs(info["agent_velocity"]).min() > 1.0                        # it is moving towards the target
