@@ -125,3 +125,15 @@ def test_closed_loop_replans_from_the_observed_state_and_the_true_model_has_no_g
 def test_closed_loop_checks_its_arguments():
     with pytest.raises(ValueError, match="replan_every"):
         ModelMPPIPolicy(TrueModel(), replan_every=0)
+
+
+def test_closed_loop_stops_pushing_after_the_plans_last_knot():
+    from tutorial_lib.experiments.model_planning import KNOTS
+
+    policy = ModelMPPIPolicy(TrueModel(), replan_every=KNOTS * HOLD + 20, replan_iterations=1)
+    policy.reset()
+    policy.controls, policy.predicted = np.full((KNOTS, 2), 0.5), np.zeros((KNOTS * HOLD, 2))
+    policy.t = 1                       # no replan at this step; the plan was made at step 0
+    actions = [policy(np.array([1.0, 1.0, 0.0, 0.0]), np.array([3.0, 1.0])) for _ in range(KNOTS * HOLD + 5)]
+    np.testing.assert_array_equal(actions[KNOTS * HOLD - 2], [0.5, 0.5])   # t = 299: the last knot's last step
+    np.testing.assert_array_equal(actions[KNOTS * HOLD - 1], [0.0, 0.0])   # t = 300: past the plan

@@ -203,7 +203,8 @@ class ModelMPPIPolicy:
             self.offset = self.t
         k = (self.t - self.offset) // HOLD
         self.t += 1
-        return self.controls[k].astype(np.float32)
+        # past the plan's last knot (replan_every longer than the plan) the plan says: stop pushing
+        return self.controls[k].astype(np.float32) if k < len(self.controls) else np.zeros(2, np.float32)
 
 
 def _gap(predicted: np.ndarray, positions: np.ndarray, end: int) -> tuple[float, float]:
@@ -256,10 +257,10 @@ def diffuser_episode(planner, env, start, goal, seed: int = 0) -> dict:
 _KEYS = ("return", "success", "gap_end", "gap_mean", "plan_seconds")
 
 
-def open_loop_mppi(model, pairs, seed: int = 0) -> dict:
-    """``mppi_episode`` on every pair (seed ``seed + k`` for pair ``k``): per-pair arrays ``return``, ``success``,
-    ``gap_end``, ``gap_mean`` (cells) and ``plan_seconds``."""
-    runs = [mppi_episode(model, start, goal, seed + k) for k, (start, goal) in enumerate(pairs)]
+def open_loop_mppi(model, pairs, seed: int = 0, **budget) -> dict:
+    """``mppi_episode`` on every pair (seed ``seed + k`` for pair ``k``; ``budget``: its ``n_iterations``,
+    ``n_samples``): per-pair arrays ``return``, ``success``, ``gap_end``, ``gap_mean`` (cells) and ``plan_seconds``."""
+    runs = [mppi_episode(model, start, goal, seed + k, **budget) for k, (start, goal) in enumerate(pairs)]
     return {key: np.asarray([r[key] for r in runs]) for key in _KEYS}
 
 
@@ -304,8 +305,8 @@ def model_planning_bench(n_pairs: int = 50, n_closed: int = 20, quick: bool = Fa
     ``normalized_score``, ``plan_exec_gap`` at the plan's end and along it) and closed loop on the first
     ``n_closed`` (``success``, ``normalized_score``; MPPI's first-segment gap ``gap_segment``).
     ``data_sweep``: open-loop learned MPPI with the 1 %, 10 % and 100 % models (the last is ``learned_mppi``).
-    ``quick``: 3 pairs, open loop only, no sweep. Learned MPPI costs about 10 s per plan on one CPU thread
-    (300 sequential MLP calls per roll-out batch, 21 batches).
+    ``quick``: 3 pairs, open loop only, a quarter of MPPI's budget (10 x 128), no sweep. Learned MPPI costs about
+    10 s per plan at the full budget on one CPU thread (300 sequential MLP calls per roll-out batch, 21 batches).
     """
     t_start = time.perf_counter()
     n_pairs = 3 if quick else n_pairs
@@ -315,7 +316,11 @@ def model_planning_bench(n_pairs: int = 50, n_closed: int = 20, quick: bool = Fa
     learned, true = LearnedModel.from_recipe(DATA_SWEEP["100%"]), TrueModel()
     out = {"layout": LAYOUT, "n_pairs": n_pairs, "knots": KNOTS, "hold": HOLD, "mppi": {**MPPI, **BUDGET},
            "replan_every": REPLAN_EVERY, "replan_iterations": REPLAN_ITERATIONS, "quick": quick}
-    runs = {"learned_mppi": lambda: open_loop_mppi(learned, pairs), "true_mppi": lambda: open_loop_mppi(true, pairs),
+    budget = dict(n_iterations=10, n_samples=128) if quick else {}
+    if quick:
+        out["mppi"] = {**MPPI, "n_steps": 10, "n_samples": 128}
+    runs = {"learned_mppi": lambda: open_loop_mppi(learned, pairs, **budget),
+            "true_mppi": lambda: open_loop_mppi(true, pairs, **budget),
             "diffuser": lambda: open_loop_diffuser(pairs, device=device)}
     raw = {}
     for name, run in runs.items():
