@@ -267,13 +267,8 @@ def test_atomic_save_writes_a_readable_temporary_file_next_to_the_target(tmp_pat
     assert path.stat().st_mode & 0o777 == 0o644
 
 
-def test_finalize_loads_weights_only_onto_the_cpu(tmp_path, monkeypatch):
-    """``weights_only=True`` is asked for explicitly (it is torch's default only since 2.6; requirements.txt allows
-    older torch), and ``map_location="cpu"`` lets a file holding GPU tensors be finalized on a CPU-only machine."""
-    from tutorial_lib.core.checkpoint import finalize_checkpoint
-
-    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model(),
-                           optimizer=torch.optim.SGD(make_model().parameters(), lr=0.1))
+def _spy_on_torch_load(monkeypatch) -> list:
+    """Record the keyword arguments of every ``torch.load`` call (the load itself still happens)."""
     calls = []
     real_load = torch.load
 
@@ -282,6 +277,17 @@ def test_finalize_loads_weights_only_onto_the_cpu(tmp_path, monkeypatch):
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", spy)
+    return calls
+
+
+def test_finalize_loads_weights_only_onto_the_cpu(tmp_path, monkeypatch):
+    """``weights_only=True`` is asked for explicitly (it is torch's default only since 2.6; requirements.txt allows
+    older torch), and ``map_location="cpu"`` lets a file holding GPU tensors be finalized on a CPU-only machine."""
+    from tutorial_lib.core.checkpoint import finalize_checkpoint
+
+    path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model(),
+                           optimizer=torch.optim.SGD(make_model().parameters(), lr=0.1))
+    calls = _spy_on_torch_load(monkeypatch)
     finalize_checkpoint(path)
     monkeypatch.undo()
     assert calls and calls[0].get("weights_only") is True and calls[0].get("map_location") == "cpu"
@@ -298,14 +304,7 @@ def test_load_puts_the_tensors_where_map_location_says(tmp_path):
 
 def test_load_asks_for_weights_only_and_names_the_exception_type(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "m.pt", name="toy", config=Cfg(), model=make_model())
-    calls = []
-    real_load = torch.load
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
+    calls = _spy_on_torch_load(monkeypatch)
     load_checkpoint(path)
     monkeypatch.undo()
     assert calls[0].get("weights_only") is True        # explicit: torch's default only since 2.6

@@ -67,6 +67,23 @@ def batched_point_mass_step(walls, pos, vel, action) -> tuple[np.ndarray, np.nda
     return _step(_pad(walls), arrays["pos"], arrays["vel"], arrays["action"])
 
 
+def rollout_positions(padded_walls: np.ndarray, state, controls, hold: int = 1) -> np.ndarray:
+    """Positions of ``K`` control sequences rolled out with the true dynamics, each control held ``hold`` steps.
+
+    ``padded_walls`` from ``_pad``; ``state: (4,)`` ``(x, y, vx, vy)``; ``controls: (K, T, 2)`` (clipped to
+    ``[-1, 1]``) -> positions ``p_1..p_H``: ``(K, T * hold, 2) float64``.
+    """
+    u = np.clip(np.asarray(controls, dtype=np.float64), -1.0, 1.0)
+    state = np.asarray(state, dtype=np.float64)
+    pos = np.repeat(state[None, :2], len(u), axis=0)
+    vel = np.repeat(state[None, 2:4], len(u), axis=0)
+    path = np.empty((len(u), u.shape[1] * hold, 2))
+    for t in range(path.shape[1]):
+        pos, vel = _step(padded_walls, pos, vel, u[:, t // hold])
+        path[:, t] = pos
+    return path
+
+
 def _pad(walls: np.ndarray) -> np.ndarray:
     """Walls with a one-cell border of wall, so that the 3 x 3 neighbours of any inside point exist."""
     return np.pad(np.asarray(walls, dtype=bool), 1, constant_values=True)

@@ -29,7 +29,7 @@ import torch
 
 import tutorial_lib.envs  # noqa: F401  (registers the gymnasium ids)
 from tutorial_lib.agents.mbd import cem_optimize, mbd_optimize, mppi_optimize
-from tutorial_lib.agents.mppi import _pad, _step
+from tutorial_lib.agents.mppi import _pad, rollout_positions
 from tutorial_lib.core.stats import mean_ci95, wilson_ci95
 from tutorial_lib.envs.maze import GOAL_RADIUS
 from tutorial_lib.envs.maze_grid import MazeGrid
@@ -84,13 +84,7 @@ class MazeTask:
         if u.ndim != 3 or u.shape[1:] != (self.horizon, 2):
             raise ValueError(f"controls must have shape (K, {self.horizon}, 2), got {u.shape}")
         walls = _pad(MazeGrid.from_layout(self.layout).walls)
-        pos = np.repeat(np.asarray(self.start, dtype=np.float64)[None], len(u), axis=0)
-        vel = np.zeros_like(pos)
-        path = np.empty((len(u), self.n_sim_steps, 2))
-        for t in range(self.n_sim_steps):
-            pos, vel = _step(walls, pos, vel, np.clip(u[:, t // self.hold], -1.0, 1.0))
-            path[:, t] = pos
-        return path
+        return rollout_positions(walls, np.r_[self.start, 0.0, 0.0], u, self.hold)
 
     def cost(self, controls) -> torch.Tensor:
         """``J(Y)`` of each plan (module docstring): ``controls: (K, T, 2)`` -> ``(K,)`` float64 tensor."""

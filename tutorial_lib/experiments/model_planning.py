@@ -42,7 +42,7 @@ import torch
 
 import tutorial_lib.envs  # noqa: F401  (registers the gymnasium ids)
 from ..agents.mbd import mppi_optimize
-from ..agents.mppi import _pad, _step
+from ..agents.mppi import _pad, rollout_positions
 from ..agents.trajectories import ACTION_DIM, LimitsNormalizer
 from ..core.stats import mean_ci95, wilson_ci95
 from ..envs.maze import EPISODE_LENGTHS, GOAL_RADIUS
@@ -78,15 +78,7 @@ class TrueModel:
     def rollout(self, state, controls, hold: int = HOLD) -> np.ndarray:
         """``state: (4,)`` ``(x, y, vx, vy)``, ``controls: (K, T, 2)`` each held ``hold`` steps
         -> positions ``p_1..p_H``: ``(K, T * hold, 2) float64``."""
-        u = np.clip(np.asarray(controls, dtype=np.float64), -1.0, 1.0)
-        state = np.asarray(state, dtype=np.float64)
-        pos = np.repeat(state[None, :2], len(u), axis=0)
-        vel = np.repeat(state[None, 2:4], len(u), axis=0)
-        path = np.empty((len(u), u.shape[1] * hold, 2))
-        for t in range(path.shape[1]):
-            pos, vel = _step(self.walls, pos, vel, u[:, t // hold])
-            path[:, t] = pos
-        return path
+        return rollout_positions(self.walls, state, controls, hold)
 
 
 class LearnedModel:
