@@ -1,11 +1,13 @@
 """The benchmarks of Part 4 (literature) and Part 5 (limitations): a quick run prints progress and one
 JSON object with the keys the issue names (the full runs are stored in data/bench/)."""
 
+import functools
 import json
 import subprocess
 import sys
 
 
+@functools.lru_cache(maxsize=None)
 def quick(suite: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "tutorial_lib.bench", suite, "--quick"],
                          capture_output=True, text=True, check=True, timeout=900).stdout
@@ -49,3 +51,13 @@ def test_limitations_bench_quick():
     assert 0 <= variance["single"]["failure_rate"] <= 1 and 0 <= variance["best_of_n"]["failure_rate"] <= 1
     entry = result["constraints"]["obstacles_1"]        # the quick run places one obstacle only
     assert 0 <= entry["plain"]["violation_rate"] <= 1 and entry["best"] in entry
+
+
+def test_limitations_bench_quick_shift():
+    result = quick("limitations")["shift"]
+    for method in ("diffusion", "gaussian", "steered"):
+        r = result[method]
+        assert r["n_seeds"] == 1 and r["budget"] == 400 and len(r["curve_episodes"]) == 9, method
+        # neither pre-trained policy reaches the moved goal: what there is to adapt to
+        assert r["initial_success"] == 0.0, method
+        assert {"episodes_to_90", "seconds_to_90", "grad_steps_to_90", "final_success"} <= set(r), method

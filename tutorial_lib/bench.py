@@ -12,7 +12,8 @@ Suites:
     literature  Part 4: model-based diffusion against MPPI at equal roll-outs; a planning prior
                 learned from an optimiser's solutions against the optimiser.
     limitations Part 5: compute (training cost, NFE and time per decision against quality),
-                variance (spread over noise, remedies), constraints (walls, unseen obstacles, remedies).
+                variance (spread over noise, remedies), constraints (walls, unseen obstacles, remedies),
+                shift (online adaptation to a moved goal: diffusion self-imitation, Gaussian PPO, noise steering).
 
 ``--quick`` runs a much smaller version (for tests); its numbers are not the benchmark's.
 """
@@ -331,13 +332,13 @@ def run_literature(quick: bool = False, device=None) -> dict:
 
 
 def run_limitations(quick: bool = False, device=None) -> dict:
-    """Part 5's measured limitations: ``compute``, ``variance`` and ``constraints`` (the modules
-    ``experiments.limitations_*``; see each ``bench``)."""
-    from .experiments import limitations_compute, limitations_constraints, limitations_variance
+    """Part 5's measured limitations: ``compute``, ``variance``, ``constraints`` and ``shift`` (the
+    modules ``experiments.limitations_*``; see each ``bench``)."""
+    from .experiments import limitations_compute, limitations_constraints, limitations_variance, limitations_shift
 
     result: dict = {"suite": "limitations", "quick": quick, "torch_threads": torch.get_num_threads()}
     for key, module in (("compute", limitations_compute), ("variance", limitations_variance),
-                        ("constraints", limitations_constraints)):
+                        ("constraints", limitations_constraints), ("shift", limitations_shift)):
         _log(f"{key}")
         t0 = time.perf_counter()
         result[key] = module.bench(quick=quick)
