@@ -106,3 +106,12 @@ def test_bad_input():
     with pytest.raises(ValueError, match="guide_scale"):
         constrained_ddim_sample(None, None, {}, (1, 4, 6), 2, None, guide_scale=-1.0)
     assert issubclass(ConstrainedPlanner, object)
+
+
+def test_filtered_evaluation_wraps_the_planner_and_reports_the_share_of_changed_actions():
+    from tutorial_lib.experiments import limitations_constraints as lc
+
+    pairs, obstacles = lc.obstacle_suite(1, 1, seed=lc.TUNE_SEED)
+    out = lc.evaluate_constrained("guidance", pairs, obstacles, filtered=True)
+    assert out["n_episodes"] == 1 and 0 < out["filtered_share"] < 1
+    assert "filtered_share" not in lc.evaluate_constrained("plain", pairs, obstacles)

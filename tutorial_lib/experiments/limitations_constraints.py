@@ -36,6 +36,7 @@ import torch
 
 from ..agents.constrained_sampling import BALL_RADIUS, ConstrainedPlanner, obstacle_clearance
 from ..agents.diffuser import load_diffuser
+from ..agents.safety_filter import SafetyFilteredPolicy
 from ..core.stats import wilson_ci95
 from ..envs.maze import GOAL_RADIUS
 from ..envs.maze_expert import make_eval_pairs, run_episode
@@ -60,6 +61,12 @@ ROUTE_CLEARANCE = BALL_RADIUS + 0.1
 MIN_ROUTE_CELLS = 8
 """Obstacle pairs have a grid path of at least this many cells (room for 6 discs between start and goal)."""
 REMEDIES = dict(plain={}, guidance=dict(guide_scale=0.1), projection={}, best_of_n=dict(n_best=4))
+FILTER = dict(margin=0.05, tau=0.1, gamma=0.1)
+"""The barrier filter's settings (``agents.safety_filter``), for the ``+filter`` entries: chosen on 10
+``TUNE_SEED`` pairs with 1 and 3 obstacles, where margin 0.02 let a grazing ball creep 0.002 into a
+disc; the filter's wall handling and braking came from its first version's failures there."""
+FILTERED = ("plain", "guidance", "projection")
+"""The samplers also run with the barrier filter on their actions (entries ``"<method>+filter"``)."""
 """The methods' settings, chosen on ``TUNE_SEED`` pairs (see ``tune_guidance``); margin 0.1 for all."""
 
 
@@ -206,17 +213,21 @@ def _rate(flags) -> tuple[float, list]:
 
 
 def evaluate_constrained(method: str, pairs, obstacles, layout: str = "medium", device=None, log=None,
-                         **settings) -> dict:
+                         filtered: bool = False, **settings) -> dict:
     """Run ``method`` on every pair with its obstacles (``[(centres, radii), ...]``): rates with Wilson 95 %
     intervals (``violation_rate``, ``success``, ``reached``, ``plan_violation``, ``path_violation``),
     ``n_episodes``, ``median_path_clearance`` (the executed path's smallest distance to a disc's rim,
-    median over episodes; the ball touches below 0.1) and ``plan_ms`` (mean wall time of one plan, ms)."""
+    median over episodes; the ball touches below 0.1) and ``plan_ms`` (mean wall time of one plan, ms).
+    ``filtered``: every action passes the barrier filter of ``agents.safety_filter`` (``FILTER``);
+    ``filtered_share`` is then the share of steps whose action it changed."""
     import gymnasium as gym
 
     planner = make_constrained_planner(layout, method, device=device, **settings)
-    env, rows = gym.make(ENV_IDS[layout]), []
+    policy = SafetyFilteredPolicy(planner, walls=MazeGrid.from_layout(layout).walls, **FILTER) if filtered else planner
+    env, rows, n_changed = gym.make(ENV_IDS[layout]), [], 0
     for k, ((start, goal), (centres, radii)) in enumerate(zip(pairs, obstacles)):
-        rows.append(run_constrained_episode(env, planner, start, goal, centres, radii, seed=k))
+        rows.append(run_constrained_episode(env, policy, start, goal, centres, radii, seed=k))
+        n_changed += getattr(policy, "n_filtered", 0)
     env.close()
     out = {"n_episodes": len(rows), "ci95": {}}
     for key in ("violation", "success", "reached", "plan_violation", "path_violation"):
@@ -224,9 +235,17 @@ def evaluate_constrained(method: str, pairs, obstacles, layout: str = "medium", 
         out[name], out["ci95"][name] = _rate([r[key] for r in rows])
     out["median_path_clearance"] = round(float(np.median([r["path_clearance"] for r in rows])), 3)
     out["plan_ms"] = round(1000 * planner.plan_seconds / max(sum(r["n_plans"] for r in rows), 1), 1)
+    if filtered:
+        out["filtered_share"] = round(n_changed / max(sum(len(r["states"]) - 1 for r in rows), 1), 4)
     if log is not None:
         log(f"  {method}: {out}")
     return out
+
+
+def filtered_entries(pairs, obstacles, device=None, log=None) -> dict:
+    """``{"<method>+filter": evaluate_constrained(method, ..., filtered=True)}`` for ``FILTERED``."""
+    return {f"{m}+filter": evaluate_constrained(m, pairs, obstacles, device=device, log=log, filtered=True)
+            for m in FILTERED}
 
 
 def obstacle_suite(n_obstacles: int, n_pairs: int, seed: int = OBSTACLE_SEED, layout: str = "medium"):
@@ -275,13 +294,15 @@ def bench(quick: bool = False, device=None, log=print) -> dict:
     for n in counts:
         pairs, obstacles = obstacle_suite(n, n_pairs)
         entry = {m: evaluate_constrained(m, pairs, obstacles, device=device, log=log) for m in REMEDIES}
-        remedies = [m for m in REMEDIES if m != "plain"]
+        entry.update(filtered_entries(pairs, obstacles, device=device, log=log))
+        remedies = [m for m in entry if m != "plain"]
         entry["best"] = max(remedies, key=lambda m: (entry[m]["success"], -entry[m]["violation_rate"]))
         out[f"obstacles_{n}"] = entry
         log(f"obstacles {n}: best {entry['best']} ({time.perf_counter() - t0:.0f} s)")
     out["settings"] = {"wall_seed": WALL_SEED, "obstacle_seed": OBSTACLE_SEED, "tune_seed": TUNE_SEED,
                        "obstacle_radius": OBSTACLE_RADIUS, "obstacle_offset": OBSTACLE_OFFSET,
-                       "min_route_cells": MIN_ROUTE_CELLS, "remedies": REMEDIES, "margin": 0.1, "quick": quick}
+                       "min_route_cells": MIN_ROUTE_CELLS, "remedies": REMEDIES, "margin": 0.1, "filter": FILTER,
+                       "quick": quick}
     out["bench_seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
