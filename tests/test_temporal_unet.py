@@ -79,3 +79,20 @@ def test_gradients_reach_every_parameter():
     net(torch.randn(2, 16, 6), torch.tensor([1, 2])).square().mean().backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"parameters without gradient: {missing}"
+
+
+def test_receptive_field_of_a_one_level_net_is_its_convolutions():
+    from tutorial_lib.nets.temporal_unet import receptive_field
+
+    torch.manual_seed(0)
+    net = TemporalUnet(transition_dim=2, dim=8, dim_mults=(1,))
+    # one level: two residual blocks of two 5-wide convolutions down, two in the middle, then the
+    # output block's one: 9 convolutions, each adding 2 steps on either side
+    r = receptive_field(net, 64)
+    assert r["window"] == (32 - 18, 32 + 18) and r["size"] == 37
+    assert 0.5 < r["mass_in_window"] <= 1.0                  # the rest leaks through GroupNorm's statistics
+    assert r["mass_near"][1] < r["mass_near"][8] <= r["mass_in_window"]
+    edge = receptive_field(net, 64, step=0)
+    assert edge["window"] == (0, 18)
+    with pytest.raises(ValueError, match="step"):
+        receptive_field(net, 16, step=16)

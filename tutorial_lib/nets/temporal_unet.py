@@ -28,7 +28,7 @@ from torch import nn
 
 from .embeddings import SinusoidalEmbedding
 
-__all__ = ["Conv1dBlock", "ResidualTemporalBlock", "TemporalUnet"]
+__all__ = ["Conv1dBlock", "ResidualTemporalBlock", "TemporalUnet", "receptive_field"]
 
 
 class Conv1dBlock(nn.Module):
@@ -168,3 +168,58 @@ class TemporalUnet(nn.Module):
             h = res2(res1(h, emb), emb)               # (B, C_k, H / 2^(k+1))
             h = up(h)                                 # (B, C_k, H / 2^k)
         return self.final(h).transpose(1, 2)          # (B, H, D)
+
+
+class _FrozenStatsGroupNorm(nn.GroupNorm):
+    """GroupNorm whose mean and variance are treated as constants by autograd (same forward values)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h = x.shape
+        g = x.reshape(b, self.num_groups, -1)
+        mean = g.mean(-1, keepdim=True).detach()
+        var = g.var(-1, unbiased=False, keepdim=True).detach()
+        y = ((g - mean) / torch.sqrt(var + self.eps)).reshape(b, c, h)
+        return y * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+def receptive_field(net: TemporalUnet, horizon: int, step: int | None = None, t: int = 0, n_inputs: int = 8,
+                    radii=(1, 2, 4, 8), seed: int = 0) -> dict:
+    """Which input steps an output step of ``net`` depends on, measured by gradients.
+
+    The convolutions give each output step a finite window of input steps; GroupNorm's statistics
+    are taken over all steps, so through them every step touches every other, weakly. For output
+    ``step`` (default: the middle) of a horizon ``horizon``, at diffusion step ``t``, over
+    ``n_inputs`` random inputs, this returns
+
+    - ``window``: ``(first, last)`` input steps with a nonzero gradient when GroupNorm's statistics
+      are held fixed (the convolutional receptive field, clipped to the horizon), and ``size``;
+    - ``mass_in_window``: the share of the real network's gradient (absolute values summed over
+      channels and inputs) that falls inside that window;
+    - ``mass_near``: ``{k: share}``, the share of it within ``k`` steps of ``step``, for ``k`` in ``radii``.
+    """
+    import copy
+
+    step = horizon // 2 if step is None else int(step)
+    if not 0 <= step < horizon:
+        raise ValueError(f"step must lie in [0, horizon = {horizon}), got {step}")
+    frozen = copy.deepcopy(net).eval()
+    for module in list(frozen.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.GroupNorm):
+                new = _FrozenStatsGroupNorm(child.num_groups, child.num_channels, child.eps)
+                new.load_state_dict(child.state_dict())
+                setattr(module, child_name, new)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_inputs, horizon, net.transition_dim + net.mask_dim, generator=g)
+    tt = torch.full((n_inputs,), int(t), dtype=torch.long)
+    grads = []
+    for model in (frozen, copy.deepcopy(net).eval()):
+        xi = x.clone().requires_grad_(True)
+        model(xi, tt)[:, step].sum().backward()
+        grads.append(xi.grad.abs().sum(dim=(0, 2)))                  # (H,)
+    support = torch.nonzero(grads[0] > 0).flatten()
+    first, last = int(support.min()), int(support.max())
+    total = grads[1].sum()
+    near = {int(k): float(grads[1][max(0, step - k):step + k + 1].sum() / total) for k in radii}
+    return {"step": step, "horizon": horizon, "t": int(t), "window": (first, last), "size": last - first + 1,
+            "mass_in_window": float(grads[1][first:last + 1].sum() / total), "mass_near": near}
