@@ -124,6 +124,7 @@ _MAZE_BC = "tutorial_lib.agents.maze_bc"
 _IMITATION = "tutorial_lib.experiments.imitation"
 _COMPOUNDING = "tutorial_lib.experiments.compounding"
 _POLICY = "tutorial_lib.agents.pusht_policy"
+_DISTILLED = "tutorial_lib.agents.pusht_distilled"
 _STATES = "tutorial_lib.agents.state_diffuser"
 _INVERSE = "tutorial_lib.agents.inverse_dynamics"
 _ACTIONS = "tutorial_lib.agents.maze_action_policy"
@@ -281,6 +282,13 @@ RECIPES: dict[str, Recipe] = {
     "pusht-bc": _pusht_recipe(
         "pusht-bc", "behaviour cloning (MLP, squared loss) of the same action chunks (Chapter 3)",
         "build_bc_net", "bc_loss", dict(n_steps=20_000, lr=1e-3, mirror=True)),
+    "pusht-distilled-policy": Recipe(
+        name="pusht-distilled-policy", config_class=Ref(f"{_DISTILLED}:DistilledPolicyConfig"),
+        description="one-step student of the Push-T diffusion policy: the teacher's DDIM map from noise to chunk, "
+                    "distilled by regression (Limitations: compute)",
+        build_model=Ref(f"{_DISTILLED}:build_student"), training_data=Ref(f"{_DISTILLED}:distillation_data"),
+        make_loss=Ref(f"{_DISTILLED}:distillation_loss"), extra=Ref(f"{_DISTILLED}:distilled_extra"),
+    ),
     "maze-umaze-states": Recipe(
         name="maze-umaze-states", config_class=Ref(f"{_STATES}:StateDiffuserConfig"),
         description="states-only diffusion (FiLM U-Net, 32 points at stride 4), goal by classifier-free guidance, "
