@@ -24,7 +24,6 @@ with its step input fixed at ``T - 1``. Shapes: a row of the training tensor is
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,14 +152,6 @@ class DistilledPolicy(_ChunkPolicy):
         super().__init__(net, cfg, obs_normalizer, action_normalizer)
         self.generator = generator if generator is not None else torch.Generator(self.device).manual_seed(0)
         self.student = self._traced(net) if trace else net
-
-    def _traced(self, net: ConditionalUnet1D):
-        example = (torch.zeros(1, self.cfg.horizon, ACTION_DIM, device=self.device),
-                   torch.zeros(1, dtype=torch.long, device=self.device),
-                   torch.zeros(1, net.cond_dim, device=self.device))
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.jit.freeze(torch.jit.trace(net, example))
 
     def _predict(self, o):
         z = torch.randn((o.shape[0], self.cfg.horizon, ACTION_DIM), generator=self.generator, device=self.device)

@@ -219,6 +219,16 @@ class _ChunkPolicy:
     def _predict(self, o: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _traced(self, net: ConditionalUnet1D):
+        """``net`` (a chunk denoiser ``(x, t, cond)``) as a frozen TorchScript trace: the same numbers,
+        without Python's per-layer overhead."""
+        example = (torch.zeros(1, self.cfg.horizon, ACTION_DIM, device=self.device),
+                   torch.zeros(1, dtype=torch.long, device=self.device),
+                   torch.zeros(1, net.cond_dim, device=self.device))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # the input checks become constants of the trace
+            return torch.jit.freeze(torch.jit.trace(net, example))
+
     @torch.no_grad()
     def predict_chunk(self, obs_history) -> np.ndarray:
         """Observations ``(B, To, 20)`` (or ``(To, 20)``) in pixels -> action chunk ``(B, H, 2)`` (or ``(H, 2)``)."""
@@ -253,14 +263,6 @@ class DiffusionPolicy(_ChunkPolicy):
         self.ddim_steps = int(ddim_steps or cfg.ddim_steps)
         self.generator = generator if generator is not None else torch.Generator(self.device).manual_seed(0)
         self.denoiser = self._traced(net) if trace else net
-
-    def _traced(self, net: ConditionalUnet1D):
-        example = (torch.zeros(1, self.cfg.horizon, ACTION_DIM, device=self.device),
-                   torch.zeros(1, dtype=torch.long, device=self.device),
-                   torch.zeros(1, net.cond_dim, device=self.device))
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")     # the input checks become constants of the trace
-            return torch.jit.freeze(torch.jit.trace(net, example))
 
     def _predict(self, o, return_trajectory: bool = False):
         denoiser = self.denoiser

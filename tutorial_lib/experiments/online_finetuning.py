@@ -97,6 +97,14 @@ def episode_returns(result: dict, goal) -> torch.Tensor:
     return _returns_parts(result["paths"], result["steps"], result["success"], result["collided"], goal).sum(1)
 
 
+def _record(curve: dict, episodes: int, grad_steps: int, seconds: float, success: float) -> None:
+    """Append one evaluation to a run's curve."""
+    curve["episodes"].append(episodes)
+    curve["grad_steps"].append(grad_steps)
+    curve["seconds"].append(round(seconds, 2))
+    curve["success"].append(success)
+
+
 def _executed(result: dict, b: int) -> tuple[torch.Tensor, torch.Tensor]:
     n = int(result["steps"][b])
     states = result["paths"][b, :n + 1]
@@ -168,10 +176,7 @@ def self_imitation_run(cfg: ShiftConfig, seed: int = 0, log=None) -> dict:
         net.eval()
         steps += cfg.dp_steps_per_round
         spent += time.perf_counter() - t0
-        curve["episodes"].append((r + 1) * cfg.episodes_per_round)
-        curve["grad_steps"].append(steps)
-        curve["seconds"].append(round(spent, 2))
-        curve["success"].append(evaluate())
+        _record(curve, (r + 1) * cfg.episodes_per_round, steps, spent, evaluate())
         if log is not None:
             log(f"  diffusion seed {seed} round {r + 1}: mean return {ret.mean():.3f}, eval success {curve['success'][-1]:.2f}")
         if curve["success"][-1] >= cfg.target:
@@ -312,10 +317,7 @@ def ppo_run(cfg: ShiftConfig, seed: int = 0, steer: bool = False, log=None) -> d
                 opt.step()
                 steps += 1
         spent += time.perf_counter() - t0
-        curve["episodes"].append((r + 1) * cfg.episodes_per_round)
-        curve["grad_steps"].append(steps)
-        curve["seconds"].append(round(spent, 2))
-        curve["success"].append(evaluate())
+        _record(curve, (r + 1) * cfg.episodes_per_round, steps, spent, evaluate())
         if log is not None:
             log(f"  {'steered' if steer else 'gaussian'} seed {seed} round {r + 1}: mean return {rew.sum(1).mean():.3f}, "
                 f"std {policy.log_std.exp().mean():.3f}, eval success {curve['success'][-1]:.2f}")
