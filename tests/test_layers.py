@@ -4,7 +4,7 @@ Every ``import`` of every module under ``tutorial_lib/`` is read with ``ast``, t
 (lazy imports) included. Layers, from the top (see ``tutorial_lib/__init__.py``)::
 
     tutorial_lib/__init__.py
-    bench, train, figures          the commands
+    bench, train, figures          the commands; widgets (the notebooks' sliders)
     experiments/                   one module per chapter experiment
     agents/                        Diffuser, the Push-T policy, MPPI, maze BC
     diffusion/, plotting           the generic machinery; figures and animations
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent / "tutorial_lib"
 
 LAYERS = {  # first part of the module path under tutorial_lib -> rank (higher imports lower)
     "": 7,  # tutorial_lib/__init__.py
-    "bench": 6, "train": 6, "figures": 6,
+    "bench": 6, "train": 6, "figures": 6, "widgets": 6,
     "experiments": 5,
     "agents": 4,
     "diffusion": 3, "plotting": 3,
@@ -126,7 +126,7 @@ def test_imports_run_down_the_layers(module):
     upward = []
     for target in sorted(GRAPH[module]):
         target_folder, target_rank = layer(target)
-        same_folder = target_folder == folder and folder not in ("", "bench", "train", "figures", "plotting")
+        same_folder = target_folder == folder and folder not in ("", "bench", "train", "figures", "widgets", "plotting")
         if not (target_rank < rank or same_folder):
             upward.append(f"{target} ({target_folder or 'tutorial_lib'}, layer {target_rank})")
     assert not upward, f"{module} (layer {rank}) imports from a layer not below it: {upward}"

@@ -3,17 +3,19 @@
 Map, from the top down; a module imports only from its own folder or the folders below it
 (``tests/test_layers.py`` checks this, and that no imports go in a circle):
 
-- ``bench.py``, ``train.py``, ``figures.py``: the commands (``python -m tutorial_lib.bench SUITE`` ...).
+- ``bench.py``, ``train.py``, ``figures.py``: the commands (``python -m tutorial_lib.bench SUITE`` ...);
+  ``widgets.py``: the notebooks' live sliders, with callbacks that run headlessly.
 - ``experiments/``: one module per chapter experiment: ``recap`` (Chapter 1's measured claims), ``imitation``,
   ``offline_bandit``, ``compounding``, ``stability`` (Chapter 2), ``maze_eval``, ``maze_conditioning`` (Diffuser chapter),
   ``literature_model_based``, ``literature_hybrid``, ``literature_what_to_diffuse`` (Part 4), ``limitations_compute``, ``limitations_variance``,
-  ``limitations_constraints`` (Part 5).
+  ``limitations_constraints``, ``limitations_shift`` with ``online_finetuning`` (Part 5).
 - ``agents/``: the methods that act: ``diffuser`` (inpainting, loss, sampling) and ``diffuser_planner`` (PD tracking),
   ``trajectories`` (maze windows), ``pusht_policy`` (diffusion policy and BC on Push-T) and ``pusht_rollout`` (running and scoring them), ``mppi``, ``maze_bc``,
   ``mbd`` (model-based diffusion, with iterated MPPI and CEM), ``trajectory_optimizer`` (smoothing a grid path),
   ``constrained_sampling`` (guided and projected sampling against obstacles), ``goal_windows`` (the maze stream cut
   at the expert's goals), ``state_diffuser`` and ``inverse_dynamics`` (states only, Decision Diffuser),
-  ``maze_action_policy`` (actions only, Diffusion Policy in the maze).
+  ``maze_action_policy`` (actions only, Diffusion Policy in the maze), ``pusht_distilled`` (a one-step student of the
+  Push-T policy), ``safety_filter`` (a barrier filter on the maze ball's actions).
 - ``diffusion/``: the generic machinery: ``ddpm`` (schedules, DDPM/DDIM), ``langevin``, ``score_matching``,
   ``guidance``, ``metrics``, ``toy_data`` (2D densities), ``toy_models`` (the 2D models of Chapter 1).
 - ``plotting.py``: figures and animations (it draws the envs' mazes and obstacle task, so it stands above ``envs/``).
