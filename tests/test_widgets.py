@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -36,3 +37,19 @@ def test_the_sample_cloud_widgets_draw_each_setting(title, options):
 def test_choice_widget_needs_options():
     with pytest.raises(ValueError, match="at least one option"):
         choice_widget([], print)
+
+
+def test_the_plan_widget_draws_each_step_count():
+    """diffuser_maze's slider over DDIM steps: one plan per setting over the maze."""
+    from tutorial_lib.widgets import plan_drawer
+
+    plans = {k: np.stack([np.linspace([3.0, 1.0], [1.0 + 0.1 * k, 1.0], 10)]) for k in (1, 16)}
+    widget, update = choice_widget(list(plans), plan_drawer(plans, "umaze", [3.0, 1.0], [1.0, 1.0],
+                                                            "DDIM {} steps", show=False))
+    for k in plans:
+        fig = update(k)
+        ax = fig.axes[0]
+        assert ax.get_title() == f"DDIM {k} steps"
+        drawn = ax.lines[-1].get_xydata()                     # plotted as (y, x), see plotting.maze_xy
+        np.testing.assert_allclose(drawn[:, ::-1], plans[k][0])
+        plt.close(fig)

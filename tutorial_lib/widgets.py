@@ -15,7 +15,7 @@ import torch
 
 from .plotting import COLORS, plot_density
 
-__all__ = ["choice_widget", "sample_cloud_drawer"]
+__all__ = ["choice_widget", "sample_cloud_drawer", "plan_drawer"]
 
 
 def choice_widget(options: Sequence, draw: Callable, description: str = "value", value=None):
@@ -55,6 +55,21 @@ def sample_cloud_drawer(samples: dict, log_prob: Callable[[torch.Tensor], torch.
         x = torch.as_tensor(samples[key])
         ax.scatter(*x.T, s=3, color=COLORS[3])
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=title.format(key))
+        if show:
+            plt.show()
+        return fig
+    return draw
+
+
+def plan_drawer(plans: dict, layout: str, start, goal, title: str, show: bool = True):
+    """``draw(key)``: the maze ``layout`` with the plans ``plans[key]: (n, H, >= 2)`` (positions first),
+    its start and goal marked; ``title`` formatted with ``key``. Returns the figure."""
+    from .plotting import plot_plans
+
+    def draw(key):
+        fig, ax = plt.subplots(figsize=(4, 4))
+        plot_plans(ax, layout, plans[key], start, goal)
+        ax.set_title(title.format(key))
         if show:
             plt.show()
         return fig
