@@ -24,13 +24,15 @@ with its step input fixed at ``T - 1``. Shapes: a row of the training tensor is
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..nets.conditional_unet import ConditionalUnet1D
-from .pusht_policy import ACTION_DIM, OBS_DIM, PushTPolicyConfig, _ChunkPolicy, load_policy, pusht_data
+from .pusht_policy import (ACTION_DIM, OBS_DIM, PushTPolicyConfig, _ChunkPolicy, build_diffusion_net, load_policy,
+                           pusht_data)
 
 __all__ = ["DistilledPolicyConfig", "teacher_labels", "distillation_data", "build_student", "distillation_loss",
            "distilled_extra", "DistilledPolicy", "load_distilled_policy", "chunk_agreement"]
@@ -63,7 +65,14 @@ class DistilledPolicyConfig:
 
 
 def _teacher(cfg: DistilledPolicyConfig):
-    return load_policy(cfg.teacher, device="cpu", ddim_steps=cfg.teacher_ddim_steps)
+    """The teacher policy of ``cfg``, loaded once per process (the recipe's data, model, loss and
+    checkpoint extras all read it; its labels take their noise as input, so sharing it is safe)."""
+    return _load_teacher(cfg.teacher, cfg.teacher_ddim_steps)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_teacher(name: str, ddim_steps: int):
+    return load_policy(name, device="cpu", ddim_steps=ddim_steps)
 
 
 @torch.no_grad()
@@ -96,13 +105,10 @@ def distillation_data(cfg: DistilledPolicyConfig, log=None) -> torch.Tensor:
 
 def build_student(cfg: DistilledPolicyConfig) -> ConditionalUnet1D:
     """The teacher's network (its architecture, and its weights if ``cfg.warm_start``)."""
-    from ..core.recipes import load_recipe_model
-
-    teacher_net, ckpt, teacher_cfg = load_recipe_model(cfg.teacher)
-    net = ConditionalUnet1D(ACTION_DIM, teacher_cfg.n_obs_steps * OBS_DIM, widths=teacher_cfg.widths,
-                            time_dim=teacher_cfg.time_dim)
+    teacher = _teacher(cfg)
+    net = build_diffusion_net(teacher.cfg)
     if cfg.warm_start:
-        net.load_state_dict(teacher_net.state_dict())
+        net.load_state_dict(teacher.net.state_dict())
     return net.train()
 
 
@@ -113,7 +119,7 @@ def _student_step(z: torch.Tensor, teacher_cfg: PushTPolicyConfig) -> torch.Tens
 
 def distillation_loss(cfg: DistilledPolicyConfig, device=None):
     """``E || G_phi(z, o) - F_teacher(z, o) ||^2`` on rows of :func:`distillation_data`."""
-    teacher_cfg = _teacher_config(cfg)
+    teacher_cfg = _teacher(cfg).cfg
     n_obs, n_act = teacher_cfg.n_obs_steps * OBS_DIM, teacher_cfg.horizon * ACTION_DIM
 
     def loss(model: ConditionalUnet1D, batch: torch.Tensor, generator=None) -> torch.Tensor:
@@ -121,12 +127,6 @@ def distillation_loss(cfg: DistilledPolicyConfig, device=None):
         z = z.view(-1, teacher_cfg.horizon, ACTION_DIM)
         return ((model(z, _student_step(z, teacher_cfg), o) - a.view_as(z)) ** 2).mean()
     return loss
-
-
-def _teacher_config(cfg: DistilledPolicyConfig) -> PushTPolicyConfig:
-    from ..core.recipes import load_recipe_model
-
-    return load_recipe_model(cfg.teacher)[2]
 
 
 def distilled_extra(cfg: DistilledPolicyConfig, data) -> dict:
