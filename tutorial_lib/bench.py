@@ -109,8 +109,9 @@ def run_motivation(quick: bool = False, device=None) -> dict:
       closed loop, and a data sweep of the learned model
       (:func:`tutorial_lib.experiments.model_planning.model_planning_bench`, about 30 minutes).
     - ``smoothness``: jerk (third difference of the commanded position) and direction reversals of the executed
-      motion, BC against the diffusion policy executing 1, 4 and 8 actions per chunk, on Push-T (the shipped
-      policies, 50 starts) and on the obstacle task (100 starts), and of the demonstrations themselves
+      motion, BC against the diffusion policy executing 1, 2, 4, 8 and 15 actions per chunk on Push-T (the shipped
+      policies, 50 starts; quick: 1, 4, 8) and 1, 4, 8 on the obstacle task (100 starts), and of the
+      demonstrations themselves
       (:mod:`tutorial_lib.experiments.smoothness`).
     - ``data_efficiency``: obstacle-task success of BC and the diffusion policy against the number of
       demonstrations, 3 seeds each (:func:`tutorial_lib.experiments.imitation.data_efficiency_experiment`).
@@ -144,11 +145,14 @@ def run_motivation(quick: bool = False, device=None) -> dict:
         _log(f"  error at horizon {cp['horizons'][-1]}: autoregressive {cp['autoregressive_error'][-1]:.4f}, "
              f"diffusion {cp['diffusion_error'][-1]:.4f} {unit} (ratio {cp['error_ratio_at_max_horizon']:.2f})")
     from .experiments.imitation import data_efficiency_experiment
-    from .experiments.smoothness import demonstration_smoothness, obstacle_smoothness, pusht_smoothness
+    from .experiments.smoothness import (PUSHT_ACTION_STEPS, demonstration_smoothness, obstacle_smoothness,
+                                         pusht_smoothness)
 
-    _log("smoothness: jerk and reversals of the executed motion, BC vs the diffusion policy (1, 4, 8 actions per chunk)")
+    _log("smoothness: jerk and reversals of the executed motion, BC vs the diffusion policy "
+         "(1, 2, 4, 8, 15 actions per chunk; quick: 1, 4, 8)")
     result["smoothness"] = _rounded({
-        "pusht": {**pusht_smoothness(list(range(3 if quick else 50))), "demonstrations": demonstration_smoothness("pusht")},
+        "pusht": {**pusht_smoothness(list(range(3 if quick else 50)), (1, 4, 8) if quick else PUSHT_ACTION_STEPS),
+                  "demonstrations": demonstration_smoothness("pusht")},
         "obstacle": {**obstacle_smoothness(n_eval=20 if quick else 100),
                      "demonstrations": demonstration_smoothness("obstacle")}}, 6)
     for task in ("pusht", "obstacle"):

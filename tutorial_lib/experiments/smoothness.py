@@ -23,7 +23,8 @@ import torch
 
 from ..core.stats import mean_ci95
 
-__all__ = ["motion_stats", "episode_stats", "pusht_smoothness", "obstacle_smoothness", "demonstration_smoothness"]
+__all__ = ["PUSHT_ACTION_STEPS", "motion_stats", "episode_stats", "pusht_smoothness", "obstacle_smoothness",
+           "demonstration_smoothness"]
 
 MIN_STEP = {"pusht": 1.0, "obstacle": 1e-3}
 """Steps shorter than this (pixels / task units) count as standing still, not as a direction."""
@@ -73,6 +74,11 @@ def demonstration_smoothness(task: str) -> dict:
     else:
         raise ValueError(f"task must be 'pusht' or 'obstacle', got {task!r}")
     return episode_stats(paths, MIN_STEP[task])
+
+
+PUSHT_ACTION_STEPS = (1, 2, 4, 8, 15)
+"""Actions executed per Push-T chunk in the full benchmark: from re-sampling every step to the whole chunk after
+the current observation (15 of its 16 actions; the first is the previous step's)."""
 
 
 def pusht_smoothness(seeds, action_steps=(1, 4, 8), device="cpu") -> dict:
