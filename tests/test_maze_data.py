@@ -222,3 +222,36 @@ def test_load_or_generate(tmp_path):
     np.testing.assert_array_equal(again["observations"], first["observations"])
     other = load_or_generate("umaze", path, n_steps=500, seed=2)  # another size: regenerated
     assert len(other["observations"]) == 500 and len(load_dataset(path)["observations"]) == 500
+
+
+def test_a_noisy_stream_keeps_the_goals_and_follows_the_noisy_dynamics(tmp_path, monkeypatch):
+    from tutorial_lib.envs import maze
+
+    clean, noisy = generate_dataset("umaze", 3000, seed=2), generate_dataset("umaze", 3000, seed=2, dynamics_noise=0.05)
+    assert float(noisy["dynamics_noise"]) == 0.05 and float(clean["dynamics_noise"]) == 0.0
+    # the first goal and start are the same draws; the paths then differ by the kicks
+    np.testing.assert_array_equal(noisy["goals"][0], clean["goals"][0])
+    np.testing.assert_array_equal(noisy["observations"][0], clean["observations"][0])
+    assert not np.allclose(noisy["observations"][1:], clean["observations"][1:])
+    # each step: v_{t+1} - (the deterministic step's v) is a kick of std 0.05 (the kicks, recomputed from the data)
+    walls = tuple(tuple(bool(w) for w in row) for row in MazeGrid.from_layout("umaze").walls)
+    obs, act = noisy["observations"].astype(np.float64), noisy["actions"].astype(np.float64)
+    free = []
+    for t in range(2999):
+        pos, vel = maze.point_mass_step(walls, tuple(obs[t, :2]), tuple(obs[t, 2:]), tuple(act[t]))
+        moved = obs[t + 1, :2] - np.asarray(pos)
+        free.append(moved / maze.DT)       # away from walls the position moves by DT * kick more
+    kicks = np.array(free)
+    assert np.median(np.abs(kicks)) == pytest.approx(0.05 * 0.6745, rel=0.1)   # the median |N(0, s^2)| is 0.6745 s
+    # load_stream keeps noisy streams in their own file and regenerates on a mismatch
+    monkeypatch.setenv("TUTORIAL_LIB_DATA", str(tmp_path))
+    from tutorial_lib.envs.maze_data import load_stream
+
+    a = load_stream("umaze", 500, seed=2, dynamics_noise=0.05)
+    assert (tmp_path / "maze" / "umaze_500_seed2_noise0.05.npz").exists() and a["dynamics_noise"] == 0.05
+    np.testing.assert_array_equal(a["observations"], noisy["observations"][:500])
+    b = load_stream("umaze", 500, seed=2)
+    assert (tmp_path / "maze" / "umaze_500_seed2.npz").exists() and b["dynamics_noise"] == 0.0
+    np.testing.assert_array_equal(b["observations"], clean["observations"][:500])
+    with pytest.raises(ValueError, match="dynamics_noise must be"):
+        generate_dataset("umaze", 10, dynamics_noise=-1)

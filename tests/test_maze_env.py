@@ -387,3 +387,37 @@ def test_bad_point_messages_name_the_values_and_the_coordinates():
         PointMazeEnv("umaze").reset(seed=0, options={"goal": (2.0, 1.0)})
     with pytest.raises(ValueError, match=r"^start must be a finite \(x, y\) pair, got \[nan, 1\.0\]$"):
         PointMazeEnv("umaze").reset(seed=0, options={"start": (np.nan, 1.0)})
+
+
+def test_dynamics_noise_kicks_the_velocity_by_sigma_times_a_seeded_normal():
+    # a kick is added to the new velocity before the position moves: with zero action from rest, v_1 = kick, x_1 = DT kick
+    sigma = 0.05
+    env = gym.make("tutorial_lib/PointMaze-UMaze-v0", dynamics_noise=sigma)
+    env.reset(seed=3, options={"start": (1.0, 1.0), "goal": (3.0, 1.0)})
+    expected = sigma * np.random.default_rng(3).standard_normal(2)   # gymnasium seeds np_random with PCG64(seed)
+    obs, *_ = env.step(np.zeros(2))
+    np.testing.assert_allclose(obs[2:], expected, rtol=1e-5)
+    np.testing.assert_allclose(obs[:2], np.array([1.0, 1.0]) + maze.DT * expected, rtol=1e-6)
+    # many kicks: the per-step velocity change has the std sigma and mean zero (kicks of 20k steps, ball held in place)
+    kicks = []
+    for _ in range(2000):
+        v0 = env.unwrapped.vel
+        obs, *_ = env.step(np.zeros(2))
+        kicks.append(np.asarray(env.unwrapped.vel) - maze.VELOCITY_DECAY * np.asarray(v0))
+        env.unwrapped.pos, env.unwrapped.vel = (1.0, 1.0), (0.0, 0.0)
+    kicks = np.array(kicks)
+    assert kicks.std() == pytest.approx(sigma, rel=0.05) and abs(kicks.mean()) < 4 * sigma / np.sqrt(kicks.size)
+    # the same seed gives the same episode; another seed another one; sigma 0 is D4RL's deterministic maze
+    def run(seed, noise):
+        e = gym.make("tutorial_lib/PointMaze-UMaze-v0", dynamics_noise=noise)
+        e.reset(seed=seed, options={"start": (1.0, 1.0), "goal": (3.0, 1.0)})
+        return np.array([e.step(np.array([0.5, 0.2]))[0] for _ in range(50)])
+    np.testing.assert_array_equal(run(1, sigma), run(1, sigma))
+    assert not np.allclose(run(1, sigma), run(2, sigma))
+    np.testing.assert_array_equal(run(1, 0.0), run(2, 0.0))
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "loud", None])
+def test_dynamics_noise_must_be_a_finite_nonnegative_number(bad):
+    with pytest.raises(ValueError, match="dynamics_noise must be"):
+        maze.PointMazeEnv("umaze", dynamics_noise=bad)

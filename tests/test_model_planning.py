@@ -137,3 +137,53 @@ def test_closed_loop_stops_pushing_after_the_plans_last_knot():
     actions = [policy(np.array([1.0, 1.0, 0.0, 0.0]), np.array([3.0, 1.0])) for _ in range(KNOTS * HOLD + 5)]
     np.testing.assert_array_equal(actions[KNOTS * HOLD - 2], [0.5, 0.5])   # t = 299: the last knot's last step
     np.testing.assert_array_equal(actions[KNOTS * HOLD - 1], [0.0, 0.0])   # t = 300: past the plan
+
+
+def test_plan_tracker_follows_a_feasible_path_and_its_pd_law_by_hand():
+    from tutorial_lib.experiments.model_planning_noise import PlanTracker, track_plan
+
+    # the true model's path of some controls (a push along the corridor, then up) is followed with a lag of a few
+    # hundredths of a cell, with or without process noise, and ends where it says
+    controls = np.concatenate([np.tile([[0.0, 0.6]], (15, 1)), np.tile([[0.5, -0.3]], (15, 1))])
+    start = np.array([1.0, 1.0])
+    path = TrueModel().rollout(np.r_[start, 0.0, 0.0], controls[None])[0]
+    assert np.ptp(path[:, 1]) > 1.0
+    for noise in (0.0, 0.03):
+        run = track_plan(start, np.array([3.0, 1.0]), path, dynamics_noise=noise, seed=1)
+        gap = np.linalg.norm(run["positions"] - path, axis=1)
+        assert gap.max() < 0.2 and gap[-1] < 0.05, (noise, gap.max(), gap[-1])
+    # the law: a = clip(kp (p_hat_{t+1} - p_t) + kd (v_hat_{t+1} - v_t)), v_hat the plan's differences over DT
+    tracker = PlanTracker([0.0, 0.0], [[0.01, 0.0], [0.03, 0.01]], kp=2.0, kd=0.5)
+    np.testing.assert_allclose(tracker(np.array([0.0, 0.0, 0.0, 0.0]), None), [2 * 0.01 + 0.5 * 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(tracker(np.array([0.01, 0.0, 1.0, 0.0]), None),
+                               [2 * 0.02 + 0.5 * (2.0 - 1.0), 2 * 0.01 + 0.5 * 1.0], rtol=1e-6)
+    # past the end it holds the last point at rest; big errors saturate at the action limit
+    np.testing.assert_allclose(tracker(np.array([0.03, 0.01, 1.0, 0.0]), None), [-0.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(tracker(np.array([5.0, 0.01, 0.0, 0.0]), None), [-1.0, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"planned path \(H, 2\)"):
+        PlanTracker([0.0, 0.0], np.zeros((3, 4)))
+
+
+def test_noise_sweep_separates_noise_from_an_infeasible_plan():
+    from tutorial_lib.experiments.model_planning_noise import noise_sweep
+
+    # a "learned" model that ignores the walls: it plans straight through the U's inner wall to the goal
+    class _Ghost:
+        def rollout(self, state, controls, hold=HOLD):
+            u = np.clip(np.asarray(controls, dtype=np.float64), -1, 1).repeat(hold, axis=1)
+            return state[:2] + np.cumsum(np.cumsum(u * 0.238, axis=1) * 0.01, axis=1)
+
+    pairs = np.array([[[1.0, 1.0], [3.0, 1.0]]])     # U-Maze: across the inner wall, the route goes around it
+    r = noise_sweep(pairs, 0.0, 300.0, sweep={0.0: "ghost", 0.1: "ghost"}, models={0.0: _Ghost(), 0.1: _Ghost()},
+                    n_iterations=8, n_samples=64, log=lambda *_: None)
+    assert r["sigma"] == [0.0, 0.1] and r["n_pairs"] == 1
+    calm, noisy = r["by_sigma"]["0"], r["by_sigma"]["0.1"]
+    # the true model's plan: no gap open loop without noise; with noise, open loop drifts and tracking removes it
+    assert calm["true_mppi"]["open_loop"]["gap_end"] < 1e-9
+    assert noisy["true_mppi"]["open_loop"]["gap_end"] > noisy["true_mppi"]["tracked"]["gap_end"]
+    assert noisy["true_mppi"]["tracked"]["gap_end"] < 0.2 and noisy["true_mppi"]["tracked"]["success"] == 1.0
+    # the wall-blind plan stays far from where the ball can go, tracked or not, noise or not
+    for e in (calm, noisy):
+        assert e["learned_mppi"]["tracked"]["gap_end"] > 0.5 and e["learned_mppi"]["tracked"]["success"] == 0.0
+        assert set(e) == {"learned_mppi", "true_mppi", "diffuser"}
+        assert {"success", "normalized_score", "gap_end", "gap_mean", "ci95"} <= set(e["diffuser"])

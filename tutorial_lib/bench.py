@@ -107,7 +107,10 @@ def run_motivation(quick: bool = False, device=None) -> dict:
     - ``model_planning``: MPPI planning through the learned one-step model vs through the true dynamics vs
       Diffuser on 50 U-Maze random pairs: success, normalized score and the plan-execution gap, open and
       closed loop, and a data sweep of the learned model
-      (:func:`tutorial_lib.experiments.model_planning.model_planning_bench`, about 30 minutes).
+      (:func:`tutorial_lib.experiments.model_planning.model_planning_bench`, about 30 minutes); its
+      ``noise_sweep`` (full run only): the same three in a maze with process noise 0, 0.01, 0.03, 0.1 m/s per
+      step, each MPPI plan executed open loop and tracked, on 20 pairs
+      (:func:`tutorial_lib.experiments.model_planning_noise.noise_sweep_entry`, about 40 minutes).
     - ``smoothness``: jerk (third difference of the commanded position) and direction reversals of the executed
       motion, BC against the diffusion policy executing 1, 2, 4, 8 and 15 actions per chunk on Push-T (the shipped
       policies, 50 starts; quick: 1, 4, 8) and 1, 4, 8 on the obstacle task (100 starts), and of the
@@ -178,6 +181,11 @@ def run_motivation(quick: bool = False, device=None) -> dict:
 
     _log("model planning (U-Maze): MPPI through the learned model vs the true model vs Diffuser")
     result["model_planning"] = model_planning_bench(quick=quick, log=_log, device=device)
+    if not quick:
+        from .experiments.model_planning_noise import noise_sweep_entry
+
+        _log("model planning in a noisy maze: process noise 0, 0.01, 0.03, 0.1")
+        result["model_planning"]["noise_sweep"] = noise_sweep_entry(log=_log, device=device)
     _log(f"  plan-execution gap at the plan's end, learned MPPI / Diffuser: "
          f"{result['model_planning']['gap_ratio_learned_vs_diffuser']:.2f}")
     return result

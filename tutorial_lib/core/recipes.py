@@ -262,6 +262,11 @@ RECIPES: dict[str, Recipe] = {
         "one-step dynamics model (MLP) of the first 10 % of the U-Maze expert data (100k transitions), for the "
         "model-planning sweep (Chapter 2)",
         dict(n_transitions=100_000, n_steps=20_000)),
+    **{f"motivation-dynamics-mlp-noise{round(100 * sigma)}": _dynamics_recipe(
+        f"motivation-dynamics-mlp-noise{round(100 * sigma)}",
+        f"one-step dynamics model (MLP) of the U-Maze expert stream recorded with process noise (a velocity kick "
+        f"of std {sigma} m/s per step), for the model-planning noise sweep (Chapter 2)",
+        dict(dynamics_noise=sigma, n_steps=20_000)) for sigma in (0.01, 0.03, 0.1)},
     "motivation-sequence-diffusion": _sequence_recipe(
         "motivation-sequence-diffusion",
         "temporal U-Net diffusion over 128-step U-Maze windows, actions and start inpainted (Chapter 2)", {}),

@@ -85,20 +85,33 @@ def _push_out(walls, x: float, y: float, vx: float, vy: float, radius: float) ->
     return x, y, vx, vy
 
 
-def point_mass_step(walls, pos, vel, action) -> tuple[tuple, tuple]:
+def point_mass_step(walls, pos, vel, action, kick=(0.0, 0.0)) -> tuple[tuple, tuple]:
     """One 0.01 s step of the point mass among walls; see the module docstring for the equations.
 
     Args:
         walls: nested sequences of bools, ``walls[i][j]`` True on wall cell (i, j).
         pos, vel: ``(x, y)``, ``(vx, vy)`` floats; action: ``(ax, ay)`` floats already in [-1, 1].
+        kick: ``(dvx, dvy)`` added to the new velocity before the position moves (the process noise of
+            ``PointMazeEnv(dynamics_noise=...)``; zero in D4RL's deterministic maze).
 
     Returns:
         ``(x', y'), (vx', vy')`` as tuples of floats.
     """
-    vx = VELOCITY_DECAY * min(max(vel[0], -MAX_SPEED), MAX_SPEED) + DT * ACCEL_PER_ACTION * action[0]
-    vy = VELOCITY_DECAY * min(max(vel[1], -MAX_SPEED), MAX_SPEED) + DT * ACCEL_PER_ACTION * action[1]
+    vx = VELOCITY_DECAY * min(max(vel[0], -MAX_SPEED), MAX_SPEED) + DT * ACCEL_PER_ACTION * action[0] + kick[0]
+    vy = VELOCITY_DECAY * min(max(vel[1], -MAX_SPEED), MAX_SPEED) + DT * ACCEL_PER_ACTION * action[1] + kick[1]
     x, y, vx, vy = _push_out(walls, pos[0] + DT * vx, pos[1] + DT * vy, vx, vy, BALL_RADIUS)
     return (x, y), (vx, vy)
+
+
+def check_dynamics_noise(sigma) -> float:
+    """Validate a process-noise scale: a finite float >= 0 (m/s per step, the std of each velocity kick)."""
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(f"dynamics_noise must be a number >= 0 (m/s per step), got {sigma!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"dynamics_noise must be a finite number >= 0 (m/s per step), got {sigma!r}")
+    return value
 
 
 class PointMazeEnv(gym.Env):
@@ -114,11 +127,17 @@ class PointMazeEnv(gym.Env):
     ``reset(options={"start": (x, y), "goal": (x, y)})`` places either exactly instead.
     Coordinates: cell (i, j) of the layout is centred at (x, y) = (i, j) (see ``maze_grid``).
     ``render_mode="rgb_array"`` draws walls, the goal region and the ball with numpy.
+
+    ``dynamics_noise = sigma > 0`` makes the dynamics stochastic (D4RL's are not): each step adds a kick
+    ``sigma * N(0, I)`` (m/s) to the velocity, drawn from the generator that ``reset(seed=...)`` seeds, so an
+    episode is reproducible from its seed. For scale, a full push changes the velocity by 0.238 m/s per step.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
 
-    def __init__(self, layout: str = "umaze", render_mode: str | None = None, cell_pixels: int = 32):
+    def __init__(self, layout: str = "umaze", render_mode: str | None = None, cell_pixels: int = 32,
+                 dynamics_noise: float = 0.0):
+        self.dynamics_noise = check_dynamics_noise(dynamics_noise)
         self.grid = MazeGrid.from_layout(check_layout(layout))
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -157,7 +176,10 @@ class PointMazeEnv(gym.Env):
     def step(self, action):
         """Advance 0.01 s: ``obs: (4,) float32, reward, terminated=False, truncated, info``."""
         a = self.check_action(action)
-        self.pos, self.vel = point_mass_step(self._walls, self.pos, self.vel, a)
+        kick = (0.0, 0.0)
+        if self.dynamics_noise > 0:
+            kick = tuple((self.dynamics_noise * self.np_random.standard_normal(2)).tolist())
+        self.pos, self.vel = point_mass_step(self._walls, self.pos, self.vel, a, kick)
         self.elapsed_steps += 1
         reward = 1.0 if self.distance_to_goal() <= GOAL_RADIUS else 0.0
         truncated = self.elapsed_steps >= self.max_episode_steps

@@ -10,6 +10,10 @@ segment ``[start, stop)`` of constant goal ends at its arrival, ``o_{stop - 1}``
 Diffuser (Janner et al. 2022) cuts D4RL's stream differently: where the ball leaves the 0.5-disc of
 the single-task goal ``G`` (``maze2d_set_terminals``); ``split_at_goal_exits`` reproduces that.
 
+``dynamics_noise = sigma > 0`` records the same controller in the stochastic maze of
+``PointMazeEnv(dynamics_noise=sigma)``: a velocity kick ``sigma * N(0, I)`` each step, drawn from a third
+generator of the seed (the goals and the controller's draws are those of the noise-free stream).
+
 Files are ``.npz`` of plain arrays (no pickle)::
 
     python -m tutorial_lib.envs.maze_data --layout umaze --steps 1000000 --seed 0 --out data/maze/umaze.npz
@@ -25,7 +29,7 @@ import time
 import numpy as np
 
 from tutorial_lib.core.assets import data_dir
-from tutorial_lib.envs.maze import EPISODE_LENGTHS, RESET_NOISE, point_mass_step
+from tutorial_lib.envs.maze import EPISODE_LENGTHS, RESET_NOISE, check_dynamics_noise, point_mass_step
 from tutorial_lib.envs.maze_expert import WaypointController
 from tutorial_lib.envs.maze_grid import LAYOUTS, MazeGrid, check_layout
 
@@ -41,17 +45,22 @@ ARRAY_KEYS = {
 }
 
 
-def generate_dataset(layout: str, n_steps: int, seed: int = 0, arrival_radius: float = 0.1) -> dict:
+def generate_dataset(layout: str, n_steps: int, seed: int = 0, arrival_radius: float = 0.1,
+                     dynamics_noise: float = 0.0) -> dict:
     """Run the waypoint controller for ``n_steps`` in one continuous stream.
 
     Returns a dict of arrays: ``observations: (N, 4) float32``, ``actions: (N, 2) float32``,
     ``goals: (N, 2) float32``, ``arrivals: (N,) bool``, ``timeouts: (N,) bool``, and the 0-d
-    ``layout`` (str), ``seed`` (int64), ``arrival_radius`` (float64). Equal seeds give equal arrays.
+    ``layout`` (str), ``seed`` (int64), ``arrival_radius`` (float64), ``dynamics_noise`` (float64).
+    Equal seeds give equal arrays.
     """
+    sigma = check_dynamics_noise(dynamics_noise)
     grid = MazeGrid.from_layout(check_layout(layout))
     if n_steps < 1:
         raise ValueError(f"n_steps must be a positive number of transitions, got {n_steps}")
-    goal_rng, control_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    goal_seq, control_seq, noise_seq = np.random.SeedSequence(seed).spawn(3)
+    goal_rng, control_rng = np.random.default_rng(goal_seq), np.random.default_rng(control_seq)
+    kicks = (sigma * np.random.default_rng(noise_seq).standard_normal((n_steps, 2))).tolist() if sigma > 0 else None
     controller = WaypointController(grid, seed=control_rng)
     walls = tuple(tuple(bool(w) for w in row) for row in grid.walls)
     max_steps = EPISODE_LENGTHS[layout]
@@ -71,12 +80,14 @@ def generate_dataset(layout: str, n_steps: int, seed: int = 0, arrival_radius: f
         data["goals"][t] = goal
         data["arrivals"][t] = arrived
         data["timeouts"][t] = timed_out = not arrived and chased >= max_steps
-        pos, vel = point_mass_step(walls, pos, vel, (float(action[0]), float(action[1])))
+        pos, vel = point_mass_step(walls, pos, vel, (float(action[0]), float(action[1])),
+                                   (0.0, 0.0) if kicks is None else kicks[t])
         chased += 1
         if arrived or timed_out:
             goal, chased = random_point(), 0
     data.update(layout=np.array(layout), seed=np.array(seed, dtype=np.int64),
-                arrival_radius=np.array(arrival_radius, dtype=np.float64))
+                arrival_radius=np.array(arrival_radius, dtype=np.float64),
+                dynamics_noise=np.array(sigma, dtype=np.float64))
     return data
 
 
@@ -133,29 +144,36 @@ def load_dataset(path: str) -> dict:
                              f"got {data[key].shape} {data[key].dtype}")
     data["layout"] = str(data["layout"])
     check_layout(data["layout"])
+    data["dynamics_noise"] = float(data.get("dynamics_noise", 0.0))   # files written before the option: 0
     return data
 
 
-def load_stream(layout: str, n_steps: int, seed: int = 0) -> dict:
-    """The expert stream of ``layout`` kept in ``data/maze/`` (generated and saved on first use)."""
-    path = data_dir() / "maze" / f"{layout}_{n_steps}_seed{seed}.npz"
-    return load_or_generate(layout, str(path), n_steps=n_steps, seed=seed)
+def load_stream(layout: str, n_steps: int, seed: int = 0, dynamics_noise: float = 0.0) -> dict:
+    """The expert stream of ``layout`` kept in ``data/maze/`` (generated and saved on first use); a noisy one
+    (``dynamics_noise > 0``) has the noise in its file name, e.g. ``umaze_1000000_seed0_noise0.03.npz``."""
+    sigma = check_dynamics_noise(dynamics_noise)
+    suffix = f"_noise{sigma:g}" if sigma > 0 else ""
+    path = data_dir() / "maze" / f"{layout}_{n_steps}_seed{seed}{suffix}.npz"
+    return load_or_generate(layout, str(path), n_steps=n_steps, seed=seed, dynamics_noise=sigma)
 
 
-def load_or_generate(layout: str, path: str, n_steps: int | None = None, seed: int = 0) -> dict:
-    """Load the dataset at ``path`` if it was made with this layout, size and seed; else generate and save it.
+def load_or_generate(layout: str, path: str, n_steps: int | None = None, seed: int = 0,
+                     dynamics_noise: float = 0.0) -> dict:
+    """Load the dataset at ``path`` if it was made with this layout, size, seed and noise; else generate and save it.
 
     ``n_steps`` defaults to D4RL's size for the layout (``D4RL_SIZES``); generation runs at about
     10 s per million transitions on one CPU core.
     """
     n_steps = D4RL_SIZES[check_layout(layout)] if n_steps is None else int(n_steps)
+    sigma = check_dynamics_noise(dynamics_noise)
     if os.path.exists(path):
         data = load_dataset(path)
-        if (data["layout"], len(data["observations"]), int(data["seed"])) == (layout, n_steps, seed):
+        made = (data["layout"], len(data["observations"]), int(data["seed"]), data["dynamics_noise"])
+        if made == (layout, n_steps, seed, sigma):
             return data
-    data = generate_dataset(layout, n_steps, seed=seed)
+    data = generate_dataset(layout, n_steps, seed=seed, dynamics_noise=sigma)
     save_dataset(path, data)
-    data["layout"] = layout
+    data["layout"], data["dynamics_noise"] = layout, sigma
     return data
 
 
@@ -164,12 +182,14 @@ def main(argv=None) -> None:
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="umaze")
     parser.add_argument("--steps", type=int, default=None, help="transitions (default: D4RL's size for the layout)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dynamics-noise", type=float, default=0.0,
+                        help="std of the velocity kick added each step, m/s (default 0: D4RL's deterministic maze)")
     parser.add_argument("--out", required=True, help="output .npz path, e.g. data/maze/umaze.npz")
     args = parser.parse_args(argv)
     if args.steps is None:
         args.steps = D4RL_SIZES[args.layout]
     tic = time.perf_counter()
-    data = generate_dataset(args.layout, args.steps, seed=args.seed)
+    data = generate_dataset(args.layout, args.steps, seed=args.seed, dynamics_noise=args.dynamics_noise)
     generate_s = time.perf_counter() - tic
     save_dataset(args.out, data)
     segments = split_at_arrivals(data)

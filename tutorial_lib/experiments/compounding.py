@@ -65,6 +65,7 @@ class CompoundingConfig:
     ``n_diffusion_steps``. ``horizon`` is the length of a predicted window (states ``s_0 .. s_{H-1}``).
     ``relative``: the sequence model diffuses displacements from the start state instead of the
     states themselves (:func:`to_relative`), as the one-step model regresses differences.
+    ``dynamics_noise``: the maze stream recorded with that process noise (``maze_data.generate_dataset``).
     """
 
     task: str = "maze"
@@ -87,6 +88,7 @@ class CompoundingConfig:
     seed: int = 0
     relative: bool = False
     pusht_data: str = PUSHT_PLAY
+    dynamics_noise: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "dim_mults", tuple(self.dim_mults))
@@ -119,7 +121,8 @@ def training_windows(cfg: CompoundingConfig, horizon: int) -> TrajectoryWindows:
     """Training windows ``[a_t, s_t]`` of ``horizon`` steps: anywhere in the continuous maze stream,
     or inside one training episode of Push-T."""
     if cfg.task == "maze":
-        return TrajectoryWindows.from_maze_data(load_stream(cfg.layout, cfg.n_transitions, cfg.data_seed), horizon,
+        return TrajectoryWindows.from_maze_data(load_stream(cfg.layout, cfg.n_transitions, cfg.data_seed,
+                                                             cfg.dynamics_noise), horizon,
                                                  split="none")
     transitions, train_paths, _ = pusht_transitions(cfg.n_test_episodes, cfg.pusht_data)
     train_rows = np.concatenate([np.arange(a, b) for a, b in train_paths])

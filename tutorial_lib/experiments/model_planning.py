@@ -134,8 +134,10 @@ def plan_mppi(model, state, goal, seed: int, n_iterations: int | None = None, n_
     return controls, model.rollout(state, controls[None])[0]
 
 
-def execute_controls(start, goal, controls, hold: int = HOLD, layout: str = LAYOUT) -> dict:
-    """Play ``controls: (T, 2)`` open loop (each held ``hold`` steps, then zero) for a whole episode.
+def execute_controls(start, goal, controls, hold: int = HOLD, layout: str = LAYOUT, dynamics_noise: float = 0.0,
+                     seed: int = 0) -> dict:
+    """Play ``controls: (T, 2)`` open loop (each held ``hold`` steps, then zero) for a whole episode (in the maze
+    with process noise ``dynamics_noise``, its kicks drawn from ``seed``).
 
     Returns ``{"positions": (H_episode, 2)`` after each step, ``"return"``, ``"steps_to_goal"``}.
     """
@@ -150,8 +152,8 @@ def execute_controls(start, goal, controls, hold: int = HOLD, layout: str = LAYO
             self.t += 1
             return controls[k] if k < len(controls) else np.zeros(2)
 
-    env = gym.make(ENV_IDS[layout])
-    states, total, first = run_episode(env, _Playback(), start, goal)
+    env = gym.make(ENV_IDS[layout], dynamics_noise=dynamics_noise)
+    states, total, first = run_episode(env, _Playback(), start, goal, seed=seed)
     env.close()
     return {"positions": states[1:, :2], "return": total, "steps_to_goal": first}
 
@@ -256,10 +258,11 @@ def open_loop_mppi(model, pairs, seed: int = 0, **budget) -> dict:
     return {key: np.asarray([r[key] for r in runs]) for key in _KEYS}
 
 
-def open_loop_diffuser(pairs, seed: int = 0, device=None) -> dict:
-    """``diffuser_episode`` on every pair; the same keys as ``open_loop_mppi`` (``plan_seconds``: the episode's)."""
+def open_loop_diffuser(pairs, seed: int = 0, device=None, dynamics_noise: float = 0.0) -> dict:
+    """``diffuser_episode`` on every pair; the same keys as ``open_loop_mppi`` (``plan_seconds``: the episode's).
+    ``dynamics_noise``: executed in the maze with that process noise, pair ``k``'s kicks drawn from ``seed + k``."""
     planner = diffuser_planner(seed, device)
-    env = gym.make(ENV_IDS[LAYOUT])
+    env = gym.make(ENV_IDS[LAYOUT], dynamics_noise=dynamics_noise)
     runs = [diffuser_episode(planner, env, start, goal, seed=seed + k) for k, (start, goal) in enumerate(pairs)]
     env.close()
     return {key: np.asarray([r[key] for r in runs]) for key in _KEYS}
