@@ -53,3 +53,92 @@ def test_train_config_rejects_bad_values(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{field: value})
     TrainConfig(ema_decay=0.0)
+
+
+# ----------------------------------------------------------------------------- the loop itself
+class _Scalar(torch.nn.Module):
+    """One weight ``w``; the loss ``w`` has gradient 1 everywhere."""
+
+    def __init__(self, w: float = 1.0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([w]))
+
+
+def _scalar_fit(n_steps=1, path=None, name="scalar", recipe_config=None, hint=None, **cfg):
+    """``train`` on ``_Scalar`` with a loss of ``w``; ``hint`` passed only when given (to see train's default)."""
+    from tutorial_lib.core.training import train
+
+    config = TrainConfig(n_steps=n_steps, batch_size=1, log_every=1, grad_clip=None, **cfg)
+    return train(_Scalar(), lambda m, batch, g: m.w.sum(), lambda b, g: torch.zeros(b), config, name=name,
+                 recipe_config=recipe_config, checkpoint_path=path, device="cpu", progress=False,
+                 **({} if hint is None else {"hint": hint}))
+
+
+@pytest.mark.parametrize("lr", [0.05, 0.2])
+def test_train_takes_adam_steps_of_the_configured_learning_rate(lr):
+    # a constant gradient of 1: each of Adam's steps moves the weight by lr (m_hat / sqrt(v_hat) = 1)
+    run = _scalar_fit(n_steps=3, lr=lr)
+    torch.testing.assert_close(run.model.w, torch.tensor([1.0 - 3 * lr]), rtol=0, atol=1e-6)
+    assert run.history["loss"] == pytest.approx([1.0, 1.0 - lr, 1.0 - 2 * lr], abs=1e-6)
+
+
+def test_the_ema_model_is_a_frozen_copy_that_follows_the_decay():
+    run = _scalar_fit(n_steps=2, lr=0.1, ema_decay=0.5)
+    assert not any(p.requires_grad for p in run.ema_model.parameters())
+    assert all(p.requires_grad for p in run.model.parameters())
+    # ema_1 = 0.5 * 1 + 0.5 * 0.9 = 0.95; ema_2 = 0.5 * 0.95 + 0.5 * 0.8 = 0.875
+    torch.testing.assert_close(run.ema_model.w, torch.tensor([0.875]), rtol=0, atol=1e-6)
+    assert not run.model.training and not run.ema_model.training
+
+
+def test_without_a_recipe_config_the_checkpoint_keeps_the_train_config(tmp_path):
+    from tutorial_lib.core.checkpoint import load_checkpoint
+
+    _scalar_fit(n_steps=2, path=tmp_path / "s.pt", lr=0.1)
+    ckpt = load_checkpoint(tmp_path / "s.pt")
+    assert ckpt["config"]["lr"] == 0.1 and ckpt["config"]["batch_size"] == 1 and ckpt["name"] == "scalar"
+
+
+def test_resuming_checks_the_run_name_and_config_and_ends_errors_with_the_hint_only_when_given(tmp_path):
+    from tutorial_lib.core.checkpoint import CheckpointError
+
+    path = tmp_path / "s.pt"
+    _scalar_fit(n_steps=2, path=path, lr=0.1)
+    with pytest.raises(CheckpointError) as err:
+        _scalar_fit(n_steps=3, path=path, name="other", lr=0.1, hint="delete it to start over")
+    assert "'scalar'" in str(err.value) and str(err.value).endswith("expected 'other'\ndelete it to start over")
+    with pytest.raises(CheckpointError) as err:
+        _scalar_fit(n_steps=3, path=path, name="other", lr=0.1)
+    assert str(err.value).endswith("expected 'other'")
+    with pytest.raises(CheckpointError, match="lr: checkpoint has 0.1, expected 0.2"):
+        _scalar_fit(n_steps=3, path=path, lr=0.2)
+    assert _scalar_fit(n_steps=3, path=path, lr=0.1).resumed_from == 2     # a longer run is allowed
+
+
+def test_a_checkpoint_without_ema_weights_resumes_with_the_model_weights_as_ema(tmp_path):
+    from tutorial_lib.core.checkpoint import save_checkpoint
+
+    model = _Scalar(0.25)
+    path = tmp_path / "no_ema.pt"
+    save_checkpoint(path, name="scalar", config=TrainConfig(n_steps=2, batch_size=1, log_every=1, grad_clip=None,
+                                                            lr=0.1), model=model, step=2,
+                    history={"step": [1, 2], "loss": [1.0, 0.9], "wall_time": [0.0, 0.0]})
+    run = _scalar_fit(n_steps=2, path=path, lr=0.1)
+    assert run.resumed_from == 2 and run.step == 2
+    torch.testing.assert_close(run.ema_model.w, torch.tensor([0.25]), rtol=0, atol=0)
+    torch.testing.assert_close(run.model.w, torch.tensor([0.25]), rtol=0, atol=0)
+
+
+def test_bf16_precision_runs_the_loss_under_autocast_and_fp32_does_not():
+    from tutorial_lib.core.training import train
+
+    seen = []
+
+    def loss(m, batch, g):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return m.w.sum()
+
+    for precision in ("bf16", "fp32"):
+        train(_Scalar(), loss, lambda b, g: torch.zeros(b), TrainConfig(n_steps=1, batch_size=1, log_every=1),
+              name="scalar", device="cpu", progress=False, precision=precision)
+    assert seen == [True, False]
