@@ -142,3 +142,117 @@ def test_bf16_precision_runs_the_loss_under_autocast_and_fp32_does_not():
         train(_Scalar(), loss, lambda b, g: torch.zeros(b), TrainConfig(n_steps=1, batch_size=1, log_every=1),
               name="scalar", device="cpu", progress=False, precision=precision)
     assert seen == [True, False]
+
+
+def test_the_loss_history_averages_each_logging_window_and_logs_the_last_step():
+    # log_every 2 over 5 steps: windows {1, 2}, {3, 4} and the last step 5 alone; the loss is w = 1 - k lr
+    from tutorial_lib.core.training import train
+
+    config = TrainConfig(n_steps=5, batch_size=1, log_every=2, grad_clip=None, lr=0.1)
+    run = train(_Scalar(), lambda m, b, g: m.w.sum(), lambda b, g: torch.zeros(b), config, name="scalar",
+                device="cpu", progress=False)
+    assert run.history["step"] == [2, 4, 5]
+    assert run.history["loss"] == pytest.approx([0.95, 0.75, 0.6], abs=1e-6)
+    wall = run.history["wall_time"]
+    assert 0.0 <= wall[0] < 0.9 and wall == sorted(wall) and wall[-1] < 60.0
+
+
+def test_a_resumed_run_continues_the_wall_clock_and_a_finished_checkpoint_has_no_pending_window(tmp_path):
+    import time
+
+    from tutorial_lib.core.checkpoint import load_checkpoint
+    from tutorial_lib.core.training import train
+
+    def fit(n_steps):           # each step sleeps 50 ms, so the logged times are 50 ms apart at least
+        def loss(m, b, g):
+            time.sleep(0.05)
+            return m.w.sum()
+        cfg = TrainConfig(n_steps=n_steps, batch_size=1, log_every=1, lr=0.1)
+        return train(_Scalar(), loss, lambda b, g: torch.zeros(b), cfg, name="scalar", checkpoint_path=path,
+                     device="cpu", progress=False)
+
+    path = tmp_path / "w.pt"
+    first = fit(3)
+    ckpt = load_checkpoint(path)
+    assert "pending" not in ckpt["history"] and ckpt["history"]["wall_time"] == first.history["wall_time"]
+    more = fit(5)
+    assert more.history["wall_time"][:3] == first.history["wall_time"]
+    assert more.history["wall_time"][3] >= first.history["wall_time"][-1] + 0.045   # continues from the last time
+
+
+def test_checkpoints_are_written_every_checkpoint_every_steps_with_the_extra(tmp_path):
+    from tutorial_lib.core.checkpoint import load_checkpoint
+    from tutorial_lib.core.training import train
+
+    path, seen = tmp_path / "k.pt", []
+
+    def loss(m, b, g):          # called before each step: record the step of the checkpoint on disk
+        seen.append(load_checkpoint(path)["step"] if path.exists() else None)
+        return m.w.sum()
+
+    config = TrainConfig(n_steps=5, batch_size=1, log_every=1, checkpoint_every=2, lr=0.1)
+    train(_Scalar(), loss, lambda b, g: torch.zeros(b), config, name="scalar", checkpoint_path=path, device="cpu",
+          progress=False, extra={"scale": 2.5})
+    assert seen == [None, None, 2, 2, 4]
+    assert load_checkpoint(path)["step"] == 5 and load_checkpoint(path)["extra"] == {"scale": 2.5}
+
+
+def test_gradients_are_clipped_to_grad_clip_before_adam():
+    # gradients 10 then 1: clipped to norm 1 both are 1, so Adam moves w by lr twice; unclipped it does not
+    from tutorial_lib.core.training import train
+
+    def fit(grad_clip):
+        calls = []
+
+        def loss(m, b, g):
+            calls.append(1)
+            return (10.0 if len(calls) == 1 else 1.0) * m.w.sum()
+
+        cfg = TrainConfig(n_steps=2, batch_size=1, log_every=1, grad_clip=grad_clip, lr=0.1)
+        return train(_Scalar(), loss, lambda b, g: torch.zeros(b), cfg, name="scalar", device="cpu",
+                     progress=False).model.w.item()
+
+    assert fit(1.0) == pytest.approx(1.0 - 0.2, abs=1e-6)
+    assert abs(fit(None) - 0.8) > 1e-3
+
+
+def test_a_parameter_without_a_gradient_is_left_alone():
+    # zero_grad(set_to_none=True): a weight the loss stops using has no gradient, so Adam skips it
+    # (with zero gradients instead, its momentum would keep moving it)
+    from tutorial_lib.core.training import train
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Parameter(torch.tensor([1.0])), torch.nn.Parameter(torch.tensor([1.0]))
+
+    calls = []
+
+    def loss(m, b, g):
+        calls.append(1)
+        return (m.a + m.b).sum() if len(calls) == 1 else m.b.sum()
+
+    cfg = TrainConfig(n_steps=3, batch_size=1, log_every=1, grad_clip=None, lr=0.1)
+    run = train(Two(), loss, lambda b, g: torch.zeros(b), cfg, name="two", device="cpu", progress=False)
+    assert run.model.a.item() == pytest.approx(0.9, abs=1e-6) and run.model.b.item() == pytest.approx(0.7, abs=1e-6)
+
+
+def test_a_loss_that_is_not_finite_stops_training_with_advice():
+    from tutorial_lib.core.training import train
+
+    cfg = TrainConfig(n_steps=3, batch_size=1, log_every=1)
+    with pytest.raises(FloatingPointError, match=r"scalar: loss became nan at step 0; lower the learning rate or "
+                                                 r"check the data scaling$"):
+        train(_Scalar(), lambda m, b, g: m.w.sum() * float("nan"), lambda b, g: torch.zeros(b), cfg, name="scalar",
+              device="cpu", progress=False)
+
+
+def test_the_progress_bar_shows_only_when_asked(capsys):
+    _scalar_fit(n_steps=3, lr=0.1)
+    assert capsys.readouterr().err == ""
+    from tutorial_lib.core.training import train
+
+    train(_Scalar(), lambda m, b, g: m.w.sum(), lambda b, g: torch.zeros(b),
+          TrainConfig(n_steps=3, batch_size=1, log_every=1), name="scalar-bar", device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert "scalar-bar" in err and "/3" in err
