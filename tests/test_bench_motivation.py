@@ -79,3 +79,25 @@ def check_stability(st):
         assert len(e["final_quality"]) == 2 and e["worst_seed_quality"] == max(e["final_quality"])
         assert 0 <= e["mode_coverage"] <= 1 and e["final_quality_cv"] >= 0
         assert -1 <= e["loss_quality_correlation"] <= 1
+
+
+def test_the_stored_full_run_has_the_sweeps():
+    """``data/bench/motivation.json`` (the full run the notebooks read) holds the noise sweep and the action horizons."""
+    from tutorial_lib.core.assets import data_dir
+
+    stored = json.loads((data_dir() / "bench" / "motivation.json").read_text())
+    assert stored["quick"] is False
+    check_model_planning(stored["model_planning"])
+    ns = stored["model_planning"]["noise_sweep"]
+    assert ns["sigma"] == [0.0, 0.01, 0.03, 0.1] and ns["n_pairs"] == 20
+    for s in ns["sigma"]:
+        e = ns["by_sigma"][f"{s:g}"]
+        for name in ("learned_mppi", "true_mppi"):
+            for mode in ("open_loop", "tracked"):
+                r = e[name][mode]
+                assert 0 <= r["success"] <= 1 and r["gap_end"] >= 0 and r["ci95"]["success"][0] <= r["success"]
+        assert 0 <= e["diffuser"]["success"] <= 1
+    # noise moves the perfect model's open-loop ball off its plan; tracking brings it back
+    top = ns["by_sigma"]["0.1"]["true_mppi"]
+    assert top["open_loop"]["gap_end"] > 3 * top["tracked"]["gap_end"]
+    assert set(stored["smoothness"]["pusht"]) == {"bc", "dp_1", "dp_2", "dp_4", "dp_8", "dp_15", "demonstrations"}
