@@ -251,11 +251,16 @@ def diffuser_episode(planner, env, start, goal, seed: int = 0) -> dict:
 _KEYS = ("return", "success", "gap_end", "gap_mean", "plan_seconds")
 
 
+def _stack(runs: list[dict], keys=_KEYS) -> dict:
+    """Per-episode results as arrays: ``{key: (n,)}`` for each of ``keys``."""
+    return {key: np.asarray([r[key] for r in runs]) for key in keys}
+
+
 def open_loop_mppi(model, pairs, seed: int = 0, **budget) -> dict:
     """``mppi_episode`` on every pair (seed ``seed + k`` for pair ``k``; ``budget``: its ``n_iterations``,
     ``n_samples``): per-pair arrays ``return``, ``success``, ``gap_end``, ``gap_mean`` (cells) and ``plan_seconds``."""
     runs = [mppi_episode(model, start, goal, seed + k, **budget) for k, (start, goal) in enumerate(pairs)]
-    return {key: np.asarray([r[key] for r in runs]) for key in _KEYS}
+    return _stack(runs)
 
 
 def open_loop_diffuser(pairs, seed: int = 0, device=None, dynamics_noise: float = 0.0) -> dict:
@@ -265,7 +270,7 @@ def open_loop_diffuser(pairs, seed: int = 0, device=None, dynamics_noise: float 
     env = gym.make(ENV_IDS[LAYOUT], dynamics_noise=dynamics_noise)
     runs = [diffuser_episode(planner, env, start, goal, seed=seed + k) for k, (start, goal) in enumerate(pairs)]
     env.close()
-    return {key: np.asarray([r[key] for r in runs]) for key in _KEYS}
+    return _stack(runs)
 
 
 def closed_loop(model, pairs, seed: int = 0) -> dict:
@@ -291,6 +296,12 @@ def _summary(r: dict, lo: float, hi: float, gap_keys=("gap_end", "gap_mean")) ->
             out[key] = round(mean, 3)
             out["ci95"][key] = round(h, 3)
     return out
+
+
+def _sweep_entry(r: dict, lo: float, hi: float) -> dict:
+    """A sweep's row: success, normalized score, the gaps at the plan's end and along it, and their intervals."""
+    e = _summary(r, lo, hi)
+    return {key: e[key] for key in ("success", "normalized_score", "gap_end", "gap_mean", "ci95")}
 
 
 def model_planning_bench(n_pairs: int = 50, n_closed: int = 20, quick: bool = False, log=print, device=None) -> dict:
@@ -344,9 +355,7 @@ def model_planning_bench(n_pairs: int = 50, n_closed: int = 20, quick: bool = Fa
         for share, recipe in DATA_SWEEP.items():
             t0 = time.perf_counter()
             r = raw["learned_mppi"] if share == "100%" else open_loop_mppi(LearnedModel.from_recipe(recipe), pairs)
-            e = _summary(r, lo, hi)
-            sweep[share] = {"success": e["success"], "normalized_score": e["normalized_score"],
-                            "gap_end": e["gap_end"], "gap_mean": e["gap_mean"], "ci95": e["ci95"]}
+            sweep[share] = _sweep_entry(r, lo, hi)
             log(f"  model planning, data {share}: {sweep[share]} ({time.perf_counter() - t0:.0f} s)")
         out["data_sweep"] = {"transitions": {"1%": 10_000, "10%": 100_000, "100%": 1_000_000}, **sweep}
     d, m = out["diffuser"]["open_loop"], out["learned_mppi"]["open_loop"]

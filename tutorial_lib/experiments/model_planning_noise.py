@@ -30,7 +30,7 @@ import numpy as np
 from ..envs.maze import DT
 from ..envs.maze_expert import run_episode
 from .maze_eval import ENV_IDS
-from .model_planning import (HOLD, LAYOUT, LearnedModel, TrueModel, _gap, _summary, execute_controls,
+from .model_planning import (HOLD, LAYOUT, LearnedModel, TrueModel, _gap, _stack, _sweep_entry, execute_controls,
                              open_loop_diffuser, plan_mppi)
 
 __all__ = ["NOISE_SWEEP", "N_NOISE_PAIRS", "PlanTracker", "track_plan", "noise_episode", "noise_sweep",
@@ -39,6 +39,7 @@ __all__ = ["NOISE_SWEEP", "N_NOISE_PAIRS", "PlanTracker", "track_plan", "noise_e
 NOISE_SWEEP = {0.0: "motivation-dynamics-mlp", 0.01: "motivation-dynamics-mlp-noise1",
                0.03: "motivation-dynamics-mlp-noise3", 0.1: "motivation-dynamics-mlp-noise10"}
 """Process-noise levels (std of the velocity kick, m/s per step) and the one-step model trained at each."""
+_EPISODE_KEYS = ("return", "success", "gap_end", "gap_mean")
 N_NOISE_PAIRS = 20
 """Pairs per noise level: the first 20 of the benchmark's 50 (learned MPPI costs 10-20 s per plan on a CPU)."""
 
@@ -95,16 +96,6 @@ def noise_episode(model, start, goal, dynamics_noise: float, seed: int = 0, **bu
     return out
 
 
-def _stack(runs: list[dict]) -> dict:
-    return {key: np.asarray([r[key] for r in runs]) for key in ("return", "success", "gap_end", "gap_mean")}
-
-
-def _entry(r: dict, lo: float, hi: float) -> dict:
-    e = _summary(r, lo, hi)
-    return {"success": e["success"], "normalized_score": e["normalized_score"], "gap_end": e["gap_end"],
-            "gap_mean": e["gap_mean"], "ci95": e["ci95"]}
-
-
 def noise_sweep(pairs, lo: float, hi: float, sweep: dict | None = None, seed: int = 0, log=print, device=None,
                 models: dict | None = None, **budget) -> dict:
     """The ``noise_sweep`` entry of ``bench motivation``'s ``model_planning``: at each ``sigma`` of ``sweep``
@@ -125,8 +116,10 @@ def noise_sweep(pairs, lo: float, hi: float, sweep: dict | None = None, seed: in
         for name, model in (("learned_mppi", learned), ("true_mppi", true)):
             runs = [noise_episode(model, start, goal, sigma, seed + k, **budget)
                     for k, (start, goal) in enumerate(pairs)]
-            entry[name] = {mode: _entry(_stack([r[mode] for r in runs]), lo, hi) for mode in ("open_loop", "tracked")}
-        entry["diffuser"] = _entry(open_loop_diffuser(pairs, seed=seed, device=device, dynamics_noise=sigma), lo, hi)
+            entry[name] = {mode: _sweep_entry(_stack([r[mode] for r in runs], _EPISODE_KEYS), lo, hi)
+                           for mode in ("open_loop", "tracked")}
+        diffuser = open_loop_diffuser(pairs, seed=seed, device=device, dynamics_noise=sigma)
+        entry["diffuser"] = _sweep_entry(diffuser, lo, hi)
         out["by_sigma"][f"{sigma:g}"] = entry
         log(f"  model planning, noise {sigma:g}: " + "; ".join(
             f"{name} {mode} success {e['success']} gap {e['gap_end']}"
