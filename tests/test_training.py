@@ -264,3 +264,36 @@ def test_the_progress_bar_shows_only_when_asked():
             "          progress=progress)\n")
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stderr
     assert "bar-True" in err and "/3" in err and "bar-False" not in err
+
+
+def test_a_checkpoint_from_another_device_type_resumes_from_a_reseeded_generator_with_a_warning(tmp_path):
+    # a CUDA generator's state is 16 bytes, a CPU generator's 5056: a GPU run resumed on a CPU
+    # cannot continue its stream, and goes on from a generator seeded by (seed, step)
+    import warnings
+
+    from tutorial_lib.core.training import train
+
+    path, drawn = tmp_path / "s.pt", []
+
+    def fit(n_steps):
+        def batch(b, g):
+            drawn.append(torch.rand(b, generator=g))
+            return drawn[-1]
+        config = TrainConfig(n_steps=n_steps, batch_size=1, log_every=1, grad_clip=None, lr=0.1, seed=3)
+        return train(_Scalar(), lambda m, b, g: m.w.sum() + 0 * b.sum(), batch, config, name="scalar",
+                     checkpoint_path=path, device="cpu", progress=False)
+
+    fit(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # the same device type: no warning, the exact stream
+        fit(3)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["rng_state"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(ckpt, path)
+    drawn.clear()
+    with pytest.warns(UserWarning, match=r"scalar: the checkpoint's random state \(16 bytes\) comes from a "
+                                         r"generator of another device type than cpu.*\(3, step 3\)"):
+        run = fit(4)
+    assert run.resumed_from == 3 and run.step == 4
+    expected = torch.rand(1, generator=torch.Generator().manual_seed(3 * 1_000_003 + 3))
+    torch.testing.assert_close(drawn[0], expected, rtol=0, atol=0)

@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -106,6 +107,24 @@ def update_ema(ema_model: torch.nn.Module, model: torch.nn.Module, decay: float)
         b_ema.copy_(b)
 
 
+def _restore_generator(generator: torch.Generator, state: torch.Tensor | None, *, seed: int, step: int,
+                       name: str) -> None:
+    """Continue the checkpoint's batch and noise stream where it stopped. A state written by a
+    generator of another device type (a CUDA run resumed on a CPU, say) cannot be continued: the
+    generator is then reseeded from ``(seed, step)``, with a warning that the run is no longer
+    bit-identical to an uninterrupted one (its statistics are unchanged)."""
+    if state is None:
+        return
+    if state.numel() != generator.get_state().numel():
+        warnings.warn(f"{name}: the checkpoint's random state ({state.numel()} bytes) comes from a generator of "
+                      f"another device type than {generator.device.type}; the batches and noise go on from a "
+                      f"generator reseeded with ({seed}, step {step}), so the run is not bit-identical to an "
+                      "uninterrupted one", stacklevel=3)
+        generator.manual_seed(seed * 1_000_003 + step)
+        return
+    generator.set_state(state.to(generator.get_state().device))
+
+
 def train(model: torch.nn.Module,
           loss_fn: Callable[[torch.nn.Module, Any, torch.Generator], torch.Tensor],
           sample_batch: Callable[[int, torch.Generator], Any],
@@ -169,9 +188,8 @@ def train(model: torch.nn.Module,
         ema_model.load_state_dict(ckpt["ema_state"] or ckpt["model_state"])
         if ckpt["optimizer_state"] is not None:
             optimizer.load_state_dict(ckpt["optimizer_state"])
-        if ckpt["rng_state"] is not None:
-            generator.set_state(ckpt["rng_state"].to(generator.get_state().device))
         history, step = ckpt["history"], ckpt["step"]
+        _restore_generator(generator, ckpt["rng_state"], seed=config.seed, step=step, name=name)
     resumed_from = step
 
     def save():
