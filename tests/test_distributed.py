@@ -165,3 +165,85 @@ def test_a_killed_two_process_run_resumes_where_it_stopped(tmp_path):
     assert resumed["step"] == n_steps
     assert resumed["history"]["loss"] == pytest.approx(load_checkpoint(whole)["history"]["loss"], rel=1e-6)
     assert _max_weight_difference(whole, killed) < 1e-6
+
+
+_PROBE = r'''
+"""Run under torchrun: each rank records the rows its loss sees, one draw of the batch generator
+and one of the noise generator per step, its logged losses and its own weights."""
+import json
+import sys
+
+import torch
+
+from tutorial_lib.core import distributed
+from tutorial_lib.core.training import TrainConfig, train
+
+ctx, device = distributed.init_from_environment("cpu")
+rank = 0 if ctx is None else ctx.rank
+seen, batch_draws, noise_draws = [], [], []
+
+
+def sample_batch(b, g):
+    batch_draws.append(torch.rand(1, generator=g).item())
+    return torch.arange(b, dtype=torch.float32)[:, None] + 1.0
+
+
+def loss(model, x, g):
+    seen.append(x[:, 0].tolist())
+    noise_draws.append(torch.rand(1, generator=g).item())
+    target = torch.where(x <= 4, 3.0 * x, -3.0 * x)     # the two halves pull the weight opposite ways
+    return ((model(x) - target) ** 2).mean()
+
+
+torch.manual_seed(0)
+config = TrainConfig(n_steps=3, batch_size=int(sys.argv[2]), lr=0.05, log_every=1, grad_clip=None, ema_decay=0.0)
+run = train(torch.nn.Linear(1, 1), loss, sample_batch, config, name="probe", device=device, progress=False,
+            checkpoint_path=f"{sys.argv[1]}.pt")
+out = {"rank": rank, "seen": seen, "batch_draws": batch_draws, "noise_draws": noise_draws,
+       "loss": run.history["loss"], "weights": [v for p in run.model.parameters() for v in p.detach().flatten().tolist()]}
+with open(f"{sys.argv[1]}.{rank}.json", "w") as f:
+    json.dump(out, f)
+distributed.destroy()
+'''
+
+
+def _probe(tmp_path, stem, nproc=None, batch_size=8):
+    probe = tmp_path / "probe.py"
+    probe.write_text(_PROBE)
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+                if nproc else [sys.executable])
+    return subprocess.run([*launcher, str(probe), str(tmp_path / stem), str(batch_size)], env=_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_each_rank_trains_on_its_own_rows_and_the_ranks_average_their_gradients(tmp_path):
+    """Two ranks that trained independently on the whole batch would pass the tests above (same
+    batches, same steps); this one tells them apart. Each rank's loss must see only its half of
+    the global batch of 8 rows; the ranks' weights must agree after three steps with the weights
+    of one process on the whole batch, which holds only if the gradients are averaged; the logged
+    loss is the mean over both halves; the batch generator is shared, the noise each rank's own;
+    and only rank 0 writes the checkpoint."""
+    import json
+
+    for nproc, stem in ((None, "one"), (2, "two")):
+        done = _probe(tmp_path, stem, nproc)
+        assert done.returncode == 0, f"the probe failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    one = json.loads((tmp_path / "one.0.json").read_text())
+    ranks = [json.loads((tmp_path / f"two.{r}.json").read_text()) for r in (0, 1)]
+    assert one["seen"] == [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]] * 3
+    assert ranks[0]["seen"] == [[1.0, 2.0, 3.0, 4.0]] * 3, "rank 0 must see rows 0-3 of each global batch"
+    assert ranks[1]["seen"] == [[5.0, 6.0, 7.0, 8.0]] * 3, "rank 1 must see rows 4-7 of each global batch"
+    for r in ranks:
+        assert r["weights"] == pytest.approx(one["weights"], abs=1e-6), \
+            f"rank {r['rank']}'s weights differ from one process's: the gradients were not averaged"
+    assert ranks[0]["loss"] == pytest.approx(one["loss"], rel=1e-5), "the logged loss is not the mean over ranks"
+    assert ranks[0]["batch_draws"] == ranks[1]["batch_draws"], "the ranks must draw the same global batches"
+    assert all(a != b for a, b in zip(ranks[0]["noise_draws"], ranks[1]["noise_draws"])), \
+        "the ranks must draw their own noise"
+    assert load_checkpoint(tmp_path / "two.pt")["step"] == 3
+
+
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
+    done = _probe(tmp_path, "odd", nproc=2, batch_size=7)
+    assert done.returncode != 0
+    assert "probe: batch_size 7 does not split evenly over 2 processes; choose a multiple of 2" in done.stderr
