@@ -295,3 +295,30 @@ def test_cfg_denoiser_builds_its_flags_on_the_condition_device():
     for w in (1.0, 2.0):
         cfg_denoiser(model, torch.zeros(2, 3, device="meta"), w)(x, t)
     assert seen == ["meta", "meta"]
+
+
+def test_guidance_experiment_passes_its_pairs_and_stop_step_to_the_planner(monkeypatch):
+    """The exercises' hazard (given pairs, a negative scale) and stop-gradient runs reach the planner."""
+    import numpy as np
+
+    from tutorial_lib.experiments import maze_conditioning as mc
+
+    made, rolled = [], []
+
+    class Recording:
+        def __init__(self, *args, scale, t_stopgrad, **kwargs):
+            made.append((scale, t_stopgrad))
+
+    def episodes(layout, planner, pairs, seed=0):
+        rolled.append(np.asarray(pairs))
+        return [{"states": np.array([[1.5, 5.5, 0, 0], [3.0, 3.0, 0, 0]]), "steps_to_goal": 3}] * len(pairs)
+
+    monkeypatch.setattr(mc, "GuidedPlanner", Recording)
+    monkeypatch.setattr(mc, "_episodes", episodes)
+    monkeypatch.setattr(mc, "load_value", lambda device=None: (None, None))
+    pairs = np.array([[[1.0, 6.0], [3.0, 3.0]]])
+    out = mc.guidance_experiment(scales=(0.0, -3000.0), pairs=pairs, t_stopgrad=8)
+    assert made == [(0.0, 8), (-3000.0, 8)]
+    np.testing.assert_array_equal(rolled[0], pairs)
+    assert out["n_pairs"] == 1
+    assert out["scales"]["-3000.0"] == {"bonus_steps": 1.0, "bonus_visited": 1.0, "success": 1.0}

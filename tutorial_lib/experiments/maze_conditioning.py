@@ -310,18 +310,21 @@ def _episodes(layout: str, planner, pairs, vias=None, ks=None, seed: int = 0) ->
     return out
 
 
-def guidance_experiment(scales=(0.0, 100.0, 300.0, 1000.0, 3000.0), n_pairs: int = 40, seed: int = 0, device=None) -> dict:
-    """Value guidance towards the bonus on Medium: per scale, over ``bonus_pairs``, the mean number of
-    steps spent in the bonus disc, the share of episodes that enter it, and the goal success."""
+def guidance_experiment(scales=(0.0, 100.0, 300.0, 1000.0, 3000.0), n_pairs: int = 40, seed: int = 0, device=None,
+                        t_stopgrad: int = 0, pairs=None) -> dict:
+    """Value guidance towards the bonus on Medium: per scale, over ``bonus_pairs`` (or the ``(n, 2, 2)``
+    ``pairs`` given), the mean number of steps spent in the bonus disc, the share of episodes that enter
+    it, and the goal success. ``t_stopgrad``: guidance is off in the last ``t_stopgrad`` denoising steps;
+    a negative scale turns the bonus into a hazard (the plans descend the value)."""
     from ..agents.diffuser import load_diffuser
 
     model, diffusion, normalizer, cfg = load_diffuser("maze-medium-diffuser", device=device)
     value, _ = load_value(device=device)
-    pairs = bonus_pairs(n_pairs, seed)
+    pairs = bonus_pairs(n_pairs, seed) if pairs is None else np.asarray(pairs, dtype=np.float64)
     out = {}
     for scale in scales:
         planner = GuidedPlanner(model, diffusion, normalizer, cfg.horizon, value, scale=scale, stride=cfg.stride,
-                                device=device, seed=seed, **GUIDED)
+                                device=device, seed=seed, t_stopgrad=t_stopgrad, **GUIDED)
         eps = _episodes("medium", planner, pairs, seed=seed)
         inside = [np.linalg.norm(e["states"][:, :2] - np.asarray(BONUS["center"]), axis=1) < BONUS["radius"] for e in eps]
         out[str(scale)] = {"bonus_steps": float(np.mean([m.sum() for m in inside])),
