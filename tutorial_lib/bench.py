@@ -230,7 +230,9 @@ def run_pusht(quick: bool = False, device=None) -> dict:
     ``expert``: the scripted expert on the first 50 seeds of the book's protocol (it simulates many
     trial pushes per decision: 500 episodes would take half an hour). ``dp_vs_expert``: the
     diffusion policy's mean max coverage on those 50 seeds over the expert's. ``training_data``:
-    the demonstrations the shipped diffusion policy learned from.
+    the demonstrations the shipped diffusion policy learned from. ``variants`` (full runs only): the shipped
+    policy against the same recipe without mirror images and with one observation, on seeds 100 .. 149
+    (:func:`tutorial_lib.experiments.pusht_variants.variants_entry`).
     """
     from .core.assets import data_dir
     from .envs.pusht_demos import load_demonstrations, rollout_expert
@@ -265,6 +267,11 @@ def run_pusht(quick: bool = False, device=None) -> dict:
                                "successful_episodes_used": int(demos["episode_success"].sum()),
                                "mirror": bool(cfg.mirror)}
     result["dp_vs_expert"] = round(first50["diffusion_policy"] / result["expert"]["mean_max_coverage"], 4)
+    if not quick:
+        from .experiments.pusht_variants import variants_entry
+
+        _log("the exercises' ablations (no mirror images; one observation) on seeds 100 .. 149")
+        result["variants"] = variants_entry(device=device)
     return result
 
 

@@ -284,6 +284,15 @@ RECIPES: dict[str, Recipe] = {
         "Diffusion Policy (FiLM 1D U-Net, To 2, H 16, Ta 8) on the Push-T demonstrations and their mirror "
         "images (Chapter 3)",
         "build_diffusion_net", "diffusion_policy_loss", dict(mirror=True)),
+    "pusht-diffusion-policy-no-mirror": _pusht_recipe(
+        "pusht-diffusion-policy-no-mirror",
+        "the same Diffusion Policy on the demonstrations alone, without their mirror images (Chapter 3 exercise)",
+        "build_diffusion_net", "diffusion_policy_loss", dict(mirror=False)),
+    "pusht-diffusion-policy-obs1": _pusht_recipe(
+        "pusht-diffusion-policy-obs1",
+        "the same Diffusion Policy seeing one observation (To 1, actions chunk[0:8]) instead of two "
+        "(Chapter 3 exercise)",
+        "build_diffusion_net", "diffusion_policy_loss", dict(mirror=True, n_obs_steps=1)),
     "pusht-bc": _pusht_recipe(
         "pusht-bc", "behaviour cloning (MLP, squared loss) of the same action chunks (Chapter 3)",
         "build_bc_net", "bc_loss", dict(n_steps=20_000, lr=1e-3, mirror=True)),
@@ -370,28 +379,18 @@ def train_recipe(name: str, config=None, checkpoint_path: str | os.PathLike | No
 
 def load_recipe_model(name: str, path=None, device=None, ema: bool = True):
     """``(model, checkpoint, config)`` of recipe ``name``: the shipped checkpoint (``path=None``,
-    checked against the manifest) or the file at ``path``; EMA weights unless ``ema=False``, eval mode."""
+    checked against the manifest) or the file at ``path``. The model is built from the config stored
+    in the checkpoint, loaded with the EMA weights (``ema=True``) or the raw ones, in eval mode."""
     recipe = get_recipe(name)
-    if path is None:
-        model, ckpt = load_pretrained(name, device=device, ema=ema)
-    else:
-        ckpt = load_checkpoint(path, name=name, hint=f"re-create it with: {recipe.command()}")
-        model = recipe.build_model(recipe.config_cls(**ckpt["config"]))
-        model.load_state_dict(ckpt["ema_state"] if ema and ckpt["ema_state"] is not None else ckpt["model_state"])
-        model = model.to(get_device(device)).eval()
-    return model, ckpt, recipe.config_cls(**ckpt["config"])
-
-
-def load_pretrained(name: str, device=None, ema: bool = True):
-    """Load the shipped checkpoint of recipe ``name``; returns ``(model, checkpoint dict)``.
-
-    The model is built from the config stored in the checkpoint, loaded with the EMA weights
-    (``ema=True``) or the raw ones, put in eval mode and moved to ``device``.
-    """
-    recipe = get_recipe(name)
-    path = verify_file(recipe.default_path())
-    ckpt = load_checkpoint(path, name=name, hint=f"re-create it with: {recipe.command()}")
+    file = verify_file(recipe.default_path()) if path is None else path
+    ckpt = load_checkpoint(file, name=name, hint=f"re-create it with: {recipe.command()}")
     cfg = recipe.config_cls(**ckpt["config"])
     model = recipe.build_model(cfg)
     model.load_state_dict(ckpt["ema_state"] if ema and ckpt["ema_state"] is not None else ckpt["model_state"])
-    return model.to(get_device(device)).eval(), ckpt
+    return model.to(get_device(device)).eval(), ckpt, cfg
+
+
+def load_pretrained(name: str, device=None, ema: bool = True):
+    """The shipped checkpoint of recipe ``name``, loaded: ``(model, checkpoint dict)`` (see ``load_recipe_model``)."""
+    model, ckpt, _ = load_recipe_model(name, device=device, ema=ema)
+    return model, ckpt
