@@ -222,7 +222,7 @@ def test_each_rank_trains_on_its_own_rows_and_the_ranks_average_their_gradients(
     the global batch of 8 rows; the ranks' weights must agree after three steps with the weights
     of one process on the whole batch, which holds only if the gradients are averaged; the logged
     loss is the mean over both halves; the batch generator is shared, the noise each rank's own;
-    and only rank 0 writes the checkpoint."""
+    and the checkpoint is written (which rank writes it is not visible on one machine)."""
     import json
 
     for nproc, stem in ((None, "one"), (2, "two")):
