@@ -138,6 +138,7 @@ mutate: $(STAMP)
 	  echo "==> installing the dev tools (pip install -r requirements-dev.txt)"; \
 	  "$(BIN)/python" -m pip install --quiet $(PIP_INSTALL_ARGS) -c constraints.txt -r requirements-dev.txt; \
 	fi; \
+	"$(BIN)/python" tests/mutation_score.py --refresh; \
 	echo "==> mutmut run --max-children $(MUTATE_CHILDREN) $(MUTATE) (log: _build/mutmut.log)"; mkdir -p _build; \
 	PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MPLBACKEND=Agg TUTORIAL_LIB_DATA="$(CURDIR)/data" \
 	  "$(BIN)/python" -m mutmut run --max-children $(MUTATE_CHILDREN) $(MUTATE) > _build/mutmut.log 2>&1 \

@@ -6,13 +6,21 @@ Reads ``mutmut results --all true`` (one ``name: status`` line per mutant). Kill
 a measurement; tests/MUTANTS.md lists the survivors and why they are accepted.
 
     python tests/mutation_score.py [--survivors]
+    python tests/mutation_score.py --refresh    (before ``mutmut run``; ``make mutate`` does it)
+
+``--refresh`` deletes the copies in ``mutants/`` of the library files that are not mutated: mutmut copies
+such a file once and never again, so a cache older than a change to, say, ``core/recipes.py`` would run the
+tests against the old file. mutmut copies them afresh; the mutated files it regenerates itself when their
+source is newer, keeping the verdicts of functions whose code did not change.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from collections import Counter, defaultdict
+from pathlib import Path
 
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 SURVIVED = {"survived", "no tests", "suspicious"}
@@ -34,7 +42,25 @@ def module_of(name: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
+def refresh(root: Path = Path(".")) -> list[str]:
+    """Delete ``mutants/``'s copies of the source files that ``[tool.mutmut] only_mutate`` leaves out."""
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mutmut"]
+    mutated = set(cfg["only_mutate"])
+    removed = []
+    for source in cfg["source_paths"]:
+        for copy in sorted((root / "mutants" / source).rglob("*.py")):
+            rel = copy.relative_to(root / "mutants").as_posix()
+            if rel not in mutated:
+                copy.unlink()
+                removed.append(rel)
+    return removed
+
+
 def main() -> None:
+    if "--refresh" in sys.argv[1:]:
+        removed = refresh()
+        print(f"mutants/: {len(removed)} copies of files that are not mutated removed, to be copied afresh")
+        return
     rows = results()
     per: dict[str, Counter] = defaultdict(Counter)
     for name, status in rows:

@@ -247,23 +247,39 @@ def test_a_loss_that_is_not_finite_stops_training_with_advice():
               device="cpu", progress=False)
 
 
-def test_the_progress_bar_shows_only_when_asked():
-    # in a fresh interpreter: tqdm's lock does not survive a fork (mutation testing forks the test process)
+def test_the_progress_bar_shows_only_when_asked_counts_each_step_and_resumes_at_the_step_reached(tmp_path):
+    # in a fresh interpreter: tqdm's lock does not survive a fork (mutation testing forks the test process);
+    # TQDM_MININTERVAL=0 draws every update, so the test reads each state the bar went through
+    import re
     import subprocess
     import sys
 
-    code = ("import torch\n"
+    from conftest import subprocess_env
+
+    code = ("import sys, torch\n"
             "from tutorial_lib.core.training import TrainConfig, train\n"
             "class S(torch.nn.Module):\n"
             "    def __init__(self):\n"
             "        super().__init__()\n"
             "        self.w = torch.nn.Parameter(torch.ones(1))\n"
-            "for progress in (False, True):\n"
-            "    train(S(), lambda m, b, g: m.w.sum(), lambda b, g: torch.zeros(b),\n"
-            "          TrainConfig(n_steps=3, batch_size=1, log_every=1), name=f'bar-{progress}', device='cpu',\n"
-            "          progress=progress)\n")
-    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stderr
-    assert "bar-True" in err and "/3" in err and "bar-False" not in err
+            "loss = lambda m, b, g: 0.0 * m.w.sum() + 0.5\n"
+            "batch = lambda b, g: torch.zeros(b)\n"
+            "train(S(), loss, batch, TrainConfig(n_steps=3, log_every=1), name='quiet', device='cpu',\n"
+            "      progress=False)\n"
+            "for n_steps in (2, 4):   # 2 steps, then resumed to 4, with the default progress setting\n"
+            "    train(S(), loss, batch, TrainConfig(n_steps=n_steps, log_every=2), name='bar', device='cpu',\n"
+            "          checkpoint_path=sys.argv[1])\n")
+    err = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bar.pt")], capture_output=True, check=True,
+                         timeout=120, env=subprocess_env(TQDM_MININTERVAL="0")).stderr.decode()  # keeps the \r
+    states = [s.strip() for s in err.split("\r") if s.strip()]
+    assert states and all(s.startswith("bar:") for s in states), f"only the asked-for bar shows: {states}"
+    counts = [tuple(map(int, re.search(r"\| *(\d+)/(\d+) ", s).groups())) for s in states]
+    first, second = [c for c in counts if c[1] == 2], [c for c in counts if c[1] == 4]
+    assert sorted({c[0] for c in first}) == [0, 1, 2], f"the bar counts one step per step: {states}"
+    assert sorted({c[0] for c in second}) == [2, 3, 4], "a resumed bar starts at the step reached"
+    losses = set(re.findall(r"loss=([^\]]+)\]", err))
+    assert losses == {"0.5000"}, f"the bar shows the mean loss of the logging window, not {losses}"
+    assert err.endswith("\r"), "the finished bar is cleared (leave=False), not left on screen"
 
 
 def test_a_checkpoint_from_another_device_type_resumes_from_a_reseeded_generator_with_a_warning(tmp_path):
