@@ -223,7 +223,8 @@ def test_each_rank_trains_on_its_half_of_the_batch_and_the_ranks_average_their_g
     the global batch of 8 rows; the ranks' weights must agree after three steps with the weights
     of one process on the whole batch, which holds only if the gradients are averaged; the logged
     loss is the mean over both halves; the batch generator is shared, the noise each rank's own;
-    and the checkpoint is written (which rank writes it is not visible on one machine)."""
+    the checkpoint is written (which rank writes it is not visible on one machine); and a global
+    batch that does not split over the ranks is refused."""
     import json
 
     import runpy
@@ -252,8 +253,8 @@ def test_each_rank_trains_on_its_half_of_the_batch_and_the_ranks_average_their_g
         "the ranks must draw their own noise"
     assert load_checkpoint(tmp_path / "two.pt")["step"] == 3
 
-
-def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
+    # a global batch that does not split over the ranks is refused (here, not in a test of its own,
+    # because only a test that calls `train` in its own interpreter is run against train's mutants)
     done = _probe(tmp_path, "odd", nproc=2, batch_size=7)
     assert done.returncode != 0
     assert "probe: batch_size 7 does not split evenly over 2 processes; choose a multiple of 2" in done.stderr
