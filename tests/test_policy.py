@@ -547,3 +547,29 @@ def test_evaluate_reports_the_median_policy_call_in_milliseconds(monkeypatch):
     ev = evaluate(ScriptedPolicy(PushTPolicyConfig(n_obs_steps=2, n_action_steps=8, horizon=16)), seeds=[0, 1, 2],
                   max_steps=1, n_timing=3)
     assert ev["chunk_ms"] == pytest.approx(500.0)
+
+
+def test_load_policy_defaults_to_the_shipped_diffusion_policy_and_reads_a_given_file_with_its_seed(tmp_path):
+    """``load_policy()`` is the shipped diffusion policy sampling with seed 0; ``seed`` reaches its sampler
+    (the same observation, another seed: other chunks), and ``path`` loads that file, not the shipped one."""
+    from tutorial_lib.agents.pusht_policy import load_policy
+    from tutorial_lib.core.assets import verify_file
+    from tutorial_lib.core.recipes import get_recipe
+
+    shipped = load_policy(ddim_steps=2)                     # 2 DDIM steps: a fast test of the same code
+    assert isinstance(shipped, DiffusionPolicy)
+    obs, _ = PushTEnv(obs_type="keypoints").reset(seed=0)
+    history = np.repeat(obs[None], shipped.cfg.n_obs_steps, axis=0)
+    chunk = shipped.predict_chunk(history)
+    np.testing.assert_array_equal(load_policy(ddim_steps=2, seed=0).predict_chunk(history), chunk)
+    other = load_policy(ddim_steps=2, seed=1).predict_chunk(history)
+    assert np.abs(other - chunk).max() > 1.0, "the seed did not reach the sampler"
+
+    ckpt = torch.load(verify_file(get_recipe("pusht-diffusion-policy").default_path()), weights_only=True)
+    for key in ("model_state", "ema_state"):
+        ckpt[key] = {k: v * 0.5 if v.is_floating_point() else v for k, v in ckpt[key].items()}
+    torch.save(ckpt, tmp_path / "halved.pt")
+    halved = load_policy(ddim_steps=2, path=tmp_path / "halved.pt")
+    for mine, theirs in zip(halved.net.state_dict().values(), shipped.net.state_dict().values()):
+        if theirs.is_floating_point():
+            torch.testing.assert_close(mine, 0.5 * theirs, rtol=0, atol=0)
