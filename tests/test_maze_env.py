@@ -415,6 +415,14 @@ def test_dynamics_noise_kicks_the_velocity_by_sigma_times_a_seeded_normal():
     np.testing.assert_array_equal(run(1, sigma), run(1, sigma))
     assert not np.allclose(run(1, sigma), run(2, sigma))
     np.testing.assert_array_equal(run(1, 0.0), run(2, 0.0))
+    # ... whose steps draw no random numbers: the next unseeded reset is the same after 0 steps or 50
+    def next_start(n_steps):
+        e = PointMazeEnv("umaze")
+        e.reset(seed=4)
+        for _ in range(n_steps):
+            e.step(np.array([0.5, 0.2]))
+        return e.reset()[0]
+    np.testing.assert_array_equal(next_start(0), next_start(50))
 
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "loud", None])
