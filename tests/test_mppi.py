@@ -7,7 +7,7 @@ import tutorial_lib.envs  # noqa: F401  (registers the ids)
 from tutorial_lib.envs.maze import ACCEL_PER_ACTION, BALL_RADIUS, DT, MAX_SPEED, VELOCITY_DECAY, point_mass_step
 from tutorial_lib.envs.maze_expert import evaluate_policy
 from tutorial_lib.envs.maze_grid import MazeGrid
-from tutorial_lib.agents.mppi import MPPIPlanner, batched_point_mass_step
+from tutorial_lib.agents.mppi import MPPIPlanner, _pad, batched_point_mass_step, rollout_positions
 
 
 # ---------------------------------------------------------------------------- batched physics
@@ -156,6 +156,27 @@ def test_rollout_rewards_follow_the_true_dynamics():
         expected += np.hypot(pos[0] - goal[0], pos[1] - goal[1]) <= 0.5
     assert 0 < expected < 40
     assert planner.rollout_rewards(state, goal, controls).tolist() == [expected, 0.0]
+
+
+def test_rollout_positions_clip_the_controls_hold_each_for_hold_steps_and_follow_the_true_dynamics():
+    """Positions ``(K, T * hold, 2)`` of ``point_mass_step`` with each control clipped to [-1, 1] and held
+    ``hold`` steps (1 by default), in float64 whatever the input dtype; a start with a velocity keeps it."""
+    grid = MazeGrid.from_layout("umaze")
+    walls = tuple(tuple(bool(w) for w in row) for row in grid.walls)
+    state = np.array([1.0, 1.0, 0.3, -0.2])
+    controls = np.array([[[3.0, -0.5], [0.2, -4.0], [-1.7, 2.0]],      # out of range: clipped
+                         [[0.5, 0.5], [-0.25, 1.0], [1.0, -1.0]]])
+    for hold, dtype in ((1, np.float64), (3, np.float64), (1, np.float32)):   # float32 in: float64 arithmetic
+        s, u = state.astype(dtype), controls.astype(dtype)
+        got = rollout_positions(_pad(grid.walls), s, u) if hold == 1 else \
+            rollout_positions(_pad(grid.walls), s, u, hold=hold)
+        assert got.shape == (2, 3 * hold, 2) and got.dtype == np.float64
+        for k in range(2):
+            pos, vel, expected = tuple(map(float, s[:2])), tuple(map(float, s[2:])), []
+            for a in np.repeat(np.clip(u[k].astype(np.float64), -1.0, 1.0), hold, axis=0):
+                pos, vel = point_mass_step(walls, pos, vel, tuple(a))
+                expected.append(pos)
+            np.testing.assert_allclose(got[k], expected, rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------- edges (from mutation testing)

@@ -212,6 +212,15 @@ def test_diffusion_policy_noise_comes_from_its_generator_only():
         torch.manual_seed(global_seed)
         chunks.append(policy.predict_chunk(obs))
     np.testing.assert_array_equal(chunks[0], chunks[1])
+    # without a generator: its own, seeded 0, whatever the global RNG does
+    unseeded = []
+    for global_seed in (1, 2):
+        policy = DiffusionPolicy(net, cfg, *_normalizers(), trace=False)
+        torch.manual_seed(global_seed)
+        unseeded.append(policy.predict_chunk(obs))
+    seeded0 = DiffusionPolicy(net, cfg, *_normalizers(), generator=torch.Generator().manual_seed(0), trace=False)
+    np.testing.assert_array_equal(unseeded[0], seeded0.predict_chunk(obs))
+    np.testing.assert_array_equal(unseeded[1], unseeded[0])
 
 
 def test_policies_reject_bad_observations():
@@ -558,6 +567,7 @@ def test_load_policy_defaults_to_the_shipped_diffusion_policy_and_reads_a_given_
 
     shipped = load_policy(ddim_steps=2)                     # 2 DDIM steps: a fast test of the same code
     assert isinstance(shipped, DiffusionPolicy)
+    assert isinstance(shipped.denoiser, torch.jit.ScriptModule), "the network runs as a TorchScript trace by default"
     obs, _ = PushTEnv(obs_type="keypoints").reset(seed=0)
     history = np.repeat(obs[None], shipped.cfg.n_obs_steps, axis=0)
     chunk = shipped.predict_chunk(history)

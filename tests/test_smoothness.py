@@ -50,6 +50,7 @@ def test_pusht_evaluate_records_the_executed_actions():
     policy = load_policy("pusht-bc")
     ev = evaluate(policy, [0, 1], max_steps=20, n_timing=1, record_actions=True)
     assert [a.shape for a in ev["actions"]] == [(int(s), 2) for s in ev["steps"]]
+    assert all(a.dtype == np.float64 for a in ev["actions"])
     # BC is deterministic: the first episode's actions are those ``rollout`` executes, queue by queue
     one = rollout(policy, 0, max_steps=20, record_chunks=True)
     cfg = policy.cfg

@@ -247,14 +247,20 @@ def test_a_loss_that_is_not_finite_stops_training_with_advice():
               device="cpu", progress=False)
 
 
-def test_the_progress_bar_shows_only_when_asked_counts_each_step_and_resumes_at_the_step_reached(tmp_path):
-    # in a fresh interpreter: tqdm's lock does not survive a fork (mutation testing forks the test process);
-    # TQDM_MININTERVAL=0 draws every update, so the test reads each state the bar went through
+def test_the_progress_bar_shows_when_asked_counts_the_steps_shows_the_loss_and_resumes(tmp_path, capfd):
+    # the bars in a fresh interpreter: tqdm's lock does not survive a fork (mutation testing forks the test
+    # process); TQDM_MININTERVAL=0 draws every update, so the test reads each state the bar went through
     import re
     import subprocess
     import sys
 
     from conftest import subprocess_env
+    from tutorial_lib.core.training import train
+
+    # no bar, here in the test's own interpreter (which also tells `make mutate` that this test runs `train`)
+    train(_Scalar(), lambda m, b, g: m.w.sum(), lambda b, g: torch.zeros(b), TrainConfig(n_steps=2, log_every=1),
+          name="quiet", device="cpu", progress=False)
+    assert capfd.readouterr().err == ""
 
     code = ("import sys, torch\n"
             "from tutorial_lib.core.training import TrainConfig, train\n"
