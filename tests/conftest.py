@@ -1,5 +1,6 @@
 """Shared set-up for the test suite (unit tests, notebook checks, browser test)."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,13 +16,10 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg", force=True)
 
 
-
 def subprocess_env(**overrides: str) -> dict:
     """The environment for a test's child Python process: it imports the same ``tutorial_lib`` as the
     test (under ``make mutate`` that is the mutated copy in ``mutants/``, whose active mutant the
     ``MUTANT_UNDER_TEST`` variable, inherited, selects), one thread, a fixed hash seed."""
-    import os
-
     import tutorial_lib
 
     root = str(Path(tutorial_lib.__file__).resolve().parents[1])

@@ -7,6 +7,7 @@ reader would on a multi-GPU machine, only with the gloo backend and tiny configs
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -209,12 +210,21 @@ distributed.destroy()
 
 
 def _probe(tmp_path, stem, nproc=None, batch_size=8):
+    """Run the probe under torchrun with ``nproc`` ranks, or with ``nproc=None`` as one process in this
+    interpreter (so that `make mutate` maps the calling test to `train`). Returns the torchrun result."""
     probe = tmp_path / "probe.py"
     probe.write_text(_PROBE)
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-                if nproc else [sys.executable])
-    return subprocess.run([*launcher, str(probe), str(tmp_path / stem), str(batch_size)], env=_env(),
-                          capture_output=True, text=True, timeout=300)
+    args = [str(probe), str(tmp_path / stem), str(batch_size)]
+    if nproc is None:
+        argv = sys.argv
+        try:
+            sys.argv = args
+            runpy.run_path(str(probe), run_name="__main__")
+        finally:
+            sys.argv = argv
+        return None
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return subprocess.run([*launcher, *args], env=_env(), capture_output=True, text=True, timeout=300)
 
 
 def test_each_rank_trains_on_its_half_of_the_batch_and_the_ranks_average_their_gradients(tmp_path):
@@ -227,16 +237,7 @@ def test_each_rank_trains_on_its_half_of_the_batch_and_the_ranks_average_their_g
     batch that does not split over the ranks is refused."""
     import json
 
-    import runpy
-
-    # one process: in this interpreter (so that `make mutate` maps this test to `train`); two: torchrun
-    (tmp_path / "probe.py").write_text(_PROBE)
-    argv = sys.argv
-    try:
-        sys.argv = ["probe.py", str(tmp_path / "one"), "8"]
-        runpy.run_path(str(tmp_path / "probe.py"), run_name="__main__")
-    finally:
-        sys.argv = argv
+    _probe(tmp_path, "one")
     done = _probe(tmp_path, "two", 2)
     assert done.returncode == 0, f"the probe failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     one = json.loads((tmp_path / "one.0.json").read_text())

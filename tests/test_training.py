@@ -270,8 +270,6 @@ def test_the_progress_bar_shows_when_asked_counts_the_steps_shows_the_loss_and_r
             "        self.w = torch.nn.Parameter(torch.ones(1))\n"
             "loss = lambda m, b, g: 0.0 * m.w.sum() + 0.5\n"
             "batch = lambda b, g: torch.zeros(b)\n"
-            "train(S(), loss, batch, TrainConfig(n_steps=3, log_every=1), name='quiet', device='cpu',\n"
-            "      progress=False)\n"
             "for n_steps in (2, 4):   # 2 steps, then resumed to 4, with the default progress setting\n"
             "    train(S(), loss, batch, TrainConfig(n_steps=n_steps, log_every=2), name='bar', device='cpu',\n"
             "          checkpoint_path=sys.argv[1])\n")
